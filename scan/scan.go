@@ -1,0 +1,90 @@
+// Package scan defines slipway's vulnerability scanner interface, its report
+// type and the gate that turns a report into a pass or a policy violation.
+// The Trivy implementation lives in scan/trivy; nothing else imports Trivy.
+package scan
+
+import (
+	"context"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Scanner scans an image index assembled locally, every platform of it.
+type Scanner interface {
+	// Scan analyses every platform manifest of idx and returns one merged
+	// report holding all findings, of every severity.
+	Scan(ctx context.Context, idx v1.ImageIndex) (*Report, error)
+}
+
+// Report is the result of scanning one image index.
+type Report struct {
+	// Subject is the digest of the scanned index.
+	Subject string `json:"subject"`
+	// Scanner names the scanner and its version.
+	Scanner ScannerInfo `json:"scanner"`
+	// DB describes the vulnerability database used.
+	DB DBInfo `json:"db"`
+	// StartedAt and FinishedAt bound the scan.
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt"`
+	// Platforms lists the scanned platforms ("linux/amd64", ...), sorted.
+	Platforms []string `json:"platforms"`
+	// Findings holds every finding, deduplicated by vulnerability id, package
+	// and installed version, sorted by severity (worst first) then id.
+	Findings []Finding `json:"findings"`
+}
+
+// ScannerInfo identifies the scanner.
+type ScannerInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// DBInfo describes the vulnerability database a report was made with.
+type DBInfo struct {
+	// SchemaVersion is the DB schema version (Trivy: 2).
+	SchemaVersion int       `json:"schemaVersion"`
+	UpdatedAt     time.Time `json:"updatedAt"`
+	NextUpdate    time.Time `json:"nextUpdate,omitzero"`
+	DownloadedAt  time.Time `json:"downloadedAt,omitzero"`
+}
+
+// Finding is one vulnerability in one package version.
+type Finding struct {
+	ID               string   `json:"id"`
+	Severity         Severity `json:"severity"`
+	PkgName          string   `json:"pkgName"`
+	PkgType          string   `json:"pkgType"` // e.g. gobinary, debian, alpine
+	PkgPath          string   `json:"pkgPath,omitempty"`
+	PURL             string   `json:"purl,omitempty"`
+	InstalledVersion string   `json:"installedVersion"`
+	FixedVersion     string   `json:"fixedVersion,omitempty"`
+	Status           string   `json:"status,omitempty"`
+	Title            string   `json:"title,omitempty"`
+	PrimaryURL       string   `json:"primaryURL,omitempty"`
+	// Platforms lists every platform the finding occurs in, sorted.
+	Platforms []string `json:"platforms"`
+	// Suppressed is set when an ignore rule matched; the finding stays in
+	// the report but does not count for the gate.
+	Suppressed *Suppression `json:"suppressed,omitempty"`
+}
+
+// Suppression records why a finding was ignored.
+type Suppression struct {
+	Rule      string    `json:"rule"`
+	Statement string    `json:"statement,omitempty"`
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+}
+
+// Severity is a vulnerability severity: UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL.
+type Severity string
+
+// Severities known to slipway, lowest first.
+const (
+	SeverityUnknown  Severity = "UNKNOWN"
+	SeverityLow      Severity = "LOW"
+	SeverityMedium   Severity = "MEDIUM"
+	SeverityHigh     Severity = "HIGH"
+	SeverityCritical Severity = "CRITICAL"
+)
