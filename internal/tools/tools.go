@@ -1,4 +1,4 @@
-//go:build tools
+//go:build slipway_deps
 
 // Package tools pins modules that slipway's packages use, so that
 // `go mod tidy` keeps them while the packages are written.
