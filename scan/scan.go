@@ -4,7 +4,11 @@
 package scan
 
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -88,3 +92,63 @@ const (
 	SeverityHigh     Severity = "HIGH"
 	SeverityCritical Severity = "CRITICAL"
 )
+
+// DefaultSeverities are the severities that fail the gate when a Policy
+// names none.
+var DefaultSeverities = []Severity{SeverityHigh, SeverityCritical}
+
+// Rank orders severities: UNKNOWN 0, LOW 1, MEDIUM 2, HIGH 3, CRITICAL 4.
+// A value that is not a known severity ranks as UNKNOWN.
+func (s Severity) Rank() int {
+	switch s {
+	case SeverityLow:
+		return 1
+	case SeverityMedium:
+		return 2
+	case SeverityHigh:
+		return 3
+	case SeverityCritical:
+		return 4
+	}
+	return 0
+}
+
+// ParseSeverity parses a severity name, case-insensitively.
+func ParseSeverity(s string) (Severity, error) {
+	switch sev := Severity(strings.ToUpper(strings.TrimSpace(s))); sev {
+	case SeverityUnknown, SeverityLow, SeverityMedium, SeverityHigh, SeverityCritical:
+		return sev, nil
+	}
+	return "", fmt.Errorf("unknown severity %q (want UNKNOWN, LOW, MEDIUM, HIGH or CRITICAL)", s)
+}
+
+// Counts returns the number of findings per severity, leaving out suppressed
+// findings. Severities without findings are absent from the map.
+func (r *Report) Counts() map[Severity]int {
+	counts := make(map[Severity]int)
+	for _, f := range r.Findings {
+		if f.Suppressed == nil {
+			counts[f.Severity]++
+		}
+	}
+	return counts
+}
+
+// Sort orders findings by severity (worst first), then id, package name,
+// installed version and package path, and sorts each finding's platforms.
+func (r *Report) Sort() {
+	for i := range r.Findings {
+		slices.Sort(r.Findings[i].Platforms)
+	}
+	slices.SortStableFunc(r.Findings, func(a, b Finding) int {
+		if c := cmp.Compare(b.Severity.Rank(), a.Severity.Rank()); c != 0 {
+			return c
+		}
+		return cmp.Or(
+			cmp.Compare(a.ID, b.ID),
+			cmp.Compare(a.PkgName, b.PkgName),
+			cmp.Compare(a.InstalledVersion, b.InstalledVersion),
+			cmp.Compare(a.PkgPath, b.PkgPath),
+		)
+	})
+}

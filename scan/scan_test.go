@@ -1,0 +1,400 @@
+package scan
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func sampleReport() *Report {
+	r := &Report{
+		Subject:   "sha256:0123",
+		Scanner:   ScannerInfo{Name: "trivy", Version: "v0.74.0"},
+		DB:        DBInfo{SchemaVersion: 2, UpdatedAt: t0},
+		Platforms: []string{"linux/amd64", "linux/arm64"},
+		Findings: []Finding{
+			{ID: "CVE-2023-LOW", Severity: SeverityLow, PkgName: "tar", PkgType: "debian",
+				PURL: "pkg:deb/debian/tar@1.34?arch=amd64", InstalledVersion: "1.34", Platforms: []string{"linux/arm64", "linux/amd64"}},
+			{ID: "GHSA-high", Severity: SeverityHigh, PkgName: "golang.org/x/text", PkgType: "gobinary",
+				PkgPath: "app/server", PURL: "pkg:golang/golang.org/x/text@v0.3.7", InstalledVersion: "v0.3.7",
+				FixedVersion: "0.3.8", Title: "denial of service in golang.org/x/text/language", Platforms: []string{"linux/amd64"}},
+			{ID: "CVE-crit", Severity: SeverityCritical, PkgName: "zlib1g", PkgType: "debian",
+				PURL: "pkg:deb/debian/zlib1g@1.2.13?arch=amd64", InstalledVersion: "1:1.2.13.dfsg-1", Platforms: []string{"linux/amd64"}},
+			{ID: "CVE-unfixed", Severity: SeverityHigh, PkgName: "libc6", PkgType: "debian", InstalledVersion: "2.36-9", Status: "affected",
+				Platforms: []string{"linux/amd64"}},
+		},
+	}
+	r.Sort()
+	return r
+}
+
+func TestSortAndCounts(t *testing.T) {
+	r := sampleReport()
+	var ids []string
+	for _, f := range r.Findings {
+		ids = append(ids, f.ID)
+	}
+	if diff := cmp.Diff([]string{"CVE-crit", "CVE-unfixed", "GHSA-high", "CVE-2023-LOW"}, ids); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+	if got := r.Findings[3].Platforms; !cmp.Equal(got, []string{"linux/amd64", "linux/arm64"}) {
+		t.Errorf("platforms not sorted: %v", got)
+	}
+	r.Findings[0].Suppressed = &Suppression{Rule: "x"}
+	want := map[Severity]int{SeverityHigh: 2, SeverityLow: 1}
+	if diff := cmp.Diff(want, r.Counts()); diff != "" {
+		t.Errorf("Counts (-want +got):\n%s", diff)
+	}
+}
+
+func TestGate(t *testing.T) {
+	tests := []struct {
+		name    string
+		policy  Policy
+		wantIDs []string // nil: gate passes
+	}{
+		{"default severities", Policy{}, []string{"CVE-crit", "CVE-unfixed", "GHSA-high"}},
+		{"lowercase severities", Policy{Severities: []Severity{"critical"}}, []string{"CVE-crit"}},
+		{"low fails only when asked", Policy{Severities: []Severity{SeverityLow}}, []string{"CVE-2023-LOW"}},
+		{"ignore unfixed", Policy{IgnoreUnfixed: true}, []string{"GHSA-high"}},
+		{"medium only passes", Policy{Severities: []Severity{SeverityMedium}}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := sampleReport()
+			err := Gate(r, tc.policy)
+			if tc.wantIDs == nil {
+				if err != nil {
+					t.Fatalf("Gate = %v, want pass", err)
+				}
+				return
+			}
+			var v *PolicyViolation
+			if !errors.As(err, &v) {
+				t.Fatalf("Gate = %v, want *PolicyViolation", err)
+			}
+			var ids []string
+			for _, f := range v.Findings {
+				ids = append(ids, f.ID)
+			}
+			if diff := cmp.Diff(tc.wantIDs, ids); diff != "" {
+				t.Errorf("failing findings (-want +got):\n%s", diff)
+			}
+			total := 0
+			for _, n := range v.Counts {
+				total += n
+			}
+			if total != len(tc.wantIDs) {
+				t.Errorf("counts %v do not add up to %d", v.Counts, len(tc.wantIDs))
+			}
+			if len(r.Findings) != 4 {
+				t.Errorf("gate dropped findings from the report: %d left", len(r.Findings))
+			}
+		})
+	}
+	if err := Gate(sampleReport(), Policy{Severities: []Severity{"SEVERE"}}); err == nil || errors.As(err, new(*PolicyViolation)) {
+		t.Errorf("unknown severity: got %v, want a plain error", err)
+	}
+}
+
+const ignoreYAML = `
+vulnerabilities:
+  - id: CVE-crit
+    statement: not reachable, zlib inflate unused
+    expired_at: 2026-04-01
+  - id: GHSA-high
+    paths: ["app/**"]
+    purls: ["pkg:golang/golang.org/x/text"]
+  - id: CVE-unfixed
+    purls: ["pkg:deb/debian/libc6"]
+misconfigurations:
+  - id: AVD-DS-0002
+`
+
+func TestIgnoreFileExpiry(t *testing.T) {
+	ig, err := ParseIgnoreFile([]byte(ignoreYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Policy{Severities: []Severity{SeverityCritical}, Ignore: ig}
+
+	// Before expired_at the CRITICAL finding is suppressed but kept.
+	p.Now = time.Date(2026, 3, 31, 23, 0, 0, 0, time.UTC)
+	r := sampleReport()
+	if err := Gate(r, p); err != nil {
+		t.Fatalf("before expiry: Gate = %v, want pass", err)
+	}
+	f := find(t, r, "CVE-crit")
+	if f.Suppressed == nil || f.Suppressed.Statement != "not reachable, zlib inflate unused" ||
+		!f.Suppressed.ExpiresAt.Equal(time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("CVE-crit suppression = %+v", f.Suppressed)
+	}
+	if len(r.Findings) != 4 {
+		t.Errorf("suppressed finding removed from report")
+	}
+
+	// From expired_at on the rule no longer suppresses: the gate fails again.
+	p.Now = time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	err = Gate(r, p)
+	var v *PolicyViolation
+	if !errors.As(err, &v) || len(v.Findings) != 1 || v.Findings[0].ID != "CVE-crit" {
+		t.Fatalf("after expiry: Gate = %v, want violation by CVE-crit", err)
+	}
+	if find(t, r, "CVE-crit").Suppressed != nil {
+		t.Errorf("expired rule still marks the finding")
+	}
+}
+
+func TestIgnoreRuleMatching(t *testing.T) {
+	ig, err := ParseIgnoreFile([]byte(ignoreYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sampleReport()
+	if n := ig.Apply(r, t0); n != 2 {
+		t.Errorf("Apply suppressed %d, want 2", n)
+	}
+	// Path and purl both match.
+	if find(t, r, "GHSA-high").Suppressed == nil {
+		t.Error("GHSA-high: path+purl rule did not match")
+	}
+	// A purl-restricted rule does not match a finding without a purl.
+	if find(t, r, "CVE-unfixed").Suppressed != nil {
+		t.Error("CVE-unfixed: purl rule matched a finding without purl")
+	}
+
+	for _, tc := range []struct {
+		name string
+		rule IgnoreRule
+		f    Finding
+		want bool
+	}{
+		{"other path", IgnoreRule{ID: "X", Paths: []string{"usr/bin/*"}}, Finding{ID: "X", PkgPath: "app/server"}, false},
+		{"glob path", IgnoreRule{ID: "X", Paths: []string{"/usr/**"}}, Finding{ID: "X", PkgPath: "usr/local/bin/app"}, true},
+		{"purl version", IgnoreRule{ID: "X", PURLs: []string{"pkg:golang/golang.org/x/net@v0.1.0"}},
+			Finding{ID: "X", PURL: "pkg:golang/golang.org/x/net@v0.2.0"}, false},
+		{"purl qualifier", IgnoreRule{ID: "X", PURLs: []string{"pkg:deb/debian/tar?arch=arm64"}},
+			Finding{ID: "X", PURL: "pkg:deb/debian/tar@1.34?arch=arm64&distro=debian-12"}, true},
+		{"other id", IgnoreRule{ID: "Y"}, Finding{ID: "X"}, false},
+	} {
+		if got := tc.rule.Matches(&tc.f); got != tc.want {
+			t.Errorf("%s: Matches = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestParseIgnoreFileErrors(t *testing.T) {
+	for name, in := range map[string]string{
+		"unknown field": "vulnerabilities:\n  - id: X\n    expires: 2025-01-01\n",
+		"bad purl":      "vulnerabilities:\n  - id: X\n    purls: [\"not a purl\"]\n",
+		"bad pattern":   "vulnerabilities:\n  - id: X\n    paths: [\"a/[\"]\n",
+		"no id":         "vulnerabilities:\n  - statement: hi\n",
+	} {
+		if _, err := ParseIgnoreFile([]byte(in)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if _, err := ParseIgnoreFile([]byte("secrets:\n  - id: aws-access-key-id\n")); err != nil {
+		t.Errorf("Trivy secrets section rejected: %v", err)
+	}
+}
+
+func TestLoadPlainIgnoreFile(t *testing.T) {
+	path := t.TempDir() + "/.trivyignore"
+	if err := os.WriteFile(path, []byte("# comment\nCVE-crit exp:2026-04-01\nGHSA-high\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ig, err := LoadIgnoreFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sampleReport()
+	ig.Apply(r, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	if find(t, r, "CVE-crit").Suppressed != nil || find(t, r, "GHSA-high").Suppressed == nil {
+		t.Errorf("plain ignore file applied wrongly: %+v", r.Findings)
+	}
+	if !strings.HasSuffix(find(t, r, "GHSA-high").Suppressed.Rule, ".trivyignore:GHSA-high") {
+		t.Errorf("rule name = %q", find(t, r, "GHSA-high").Suppressed.Rule)
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	r := sampleReport()
+	r.Findings[0].Suppressed = &Suppression{Rule: "x"}
+	var b bytes.Buffer
+	if err := WriteTable(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"SEVERITY", "PLATFORMS", "(CRITICAL)", "GHSA-high", "golang.org/x/text (app/server)", "v0.3.7", "0.3.8",
+		"linux/amd64,linux/arm64", "denial of service", "Total: 3 (CRITICAL: 0, HIGH: 2, MEDIUM: 0, LOW: 1, UNKNOWN: 0), suppressed: 1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestWriteJSONRoundTrip(t *testing.T) {
+	r := sampleReport()
+	r.Findings[1].Suppressed = &Suppression{Rule: "f:CVE-unfixed", Statement: "s", ExpiresAt: t0}
+	var b bytes.Buffer
+	if err := Write(&b, r, FormatJSON); err != nil {
+		t.Fatal(err)
+	}
+	var got Report
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(*r, got); diff != "" {
+		t.Errorf("JSON round trip (-want +got):\n%s", diff)
+	}
+}
+
+func TestWriteSARIF(t *testing.T) {
+	r := sampleReport()
+	r.Findings = append(r.Findings, Finding{ID: "GHSA-high", Severity: SeverityHigh, PkgName: "golang.org/x/text",
+		PkgType: "gobinary", PkgPath: "usr/bin/other", InstalledVersion: "v0.3.6", Platforms: []string{"linux/arm64"}})
+	r.Findings[0].Suppressed = &Suppression{Rule: "ignore.yaml:CVE-crit", Statement: "accepted"}
+	var b bytes.Buffer
+	if err := WriteSARIF(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	validateSARIF(t, b.Bytes())
+
+	var log struct {
+		Runs []struct {
+			Tool struct {
+				Driver struct {
+					Rules []struct {
+						ID         string
+						Properties map[string]any
+					}
+				}
+			}
+			Results []struct {
+				RuleID, Level string
+				RuleIndex     int
+				Locations     []struct {
+					PhysicalLocation struct {
+						ArtifactLocation struct{ URI string }
+					}
+				}
+				Suppressions []struct{ Kind, Status string }
+			}
+		}
+	}
+	if err := json.Unmarshal(b.Bytes(), &log); err != nil {
+		t.Fatal(err)
+	}
+	run := log.Runs[0]
+	if len(run.Tool.Driver.Rules) != 4 || len(run.Results) != 5 {
+		t.Fatalf("rules %d results %d, want 4 and 5 (one rule per vulnerability id)", len(run.Tool.Driver.Rules), len(run.Results))
+	}
+	wantLevel := map[string]string{"CVE-crit": "error", "GHSA-high": "error", "CVE-unfixed": "error", "CVE-2023-LOW": "note"}
+	wantSev := map[string]string{"CVE-crit": "9.5", "GHSA-high": "8.0", "CVE-unfixed": "8.0", "CVE-2023-LOW": "2.0"}
+	for _, res := range run.Results {
+		rule := run.Tool.Driver.Rules[res.RuleIndex]
+		if rule.ID != res.RuleID {
+			t.Errorf("result %s points at rule %s", res.RuleID, rule.ID)
+		}
+		if res.Level != wantLevel[res.RuleID] {
+			t.Errorf("%s level %s, want %s", res.RuleID, res.Level, wantLevel[res.RuleID])
+		}
+		if got := rule.Properties["security-severity"]; got != wantSev[res.RuleID] {
+			t.Errorf("%s security-severity %v, want %s", res.RuleID, got, wantSev[res.RuleID])
+		}
+		if len(res.Locations) != 1 || res.Locations[0].PhysicalLocation.ArtifactLocation.URI == "" {
+			t.Errorf("%s: no location", res.RuleID)
+		}
+	}
+	if uri := run.Results[0].Locations[0].PhysicalLocation.ArtifactLocation.URI; uri != "var/lib/dpkg/status" {
+		t.Errorf("debian package location = %q", uri)
+	}
+	if s := run.Results[0].Suppressions; len(s) != 1 || s[0].Status != "accepted" {
+		t.Errorf("suppressed finding: suppressions = %+v", s)
+	}
+	if len(run.Results[2].Suppressions) != 0 {
+		t.Errorf("unsuppressed finding carries suppressions")
+	}
+	if got := SARIFLevel(SeverityMedium); got != "warning" {
+		t.Errorf("MEDIUM level = %s", got)
+	}
+	if got := SARIFLevel(SeverityUnknown); got != "note" {
+		t.Errorf("UNKNOWN level = %s", got)
+	}
+}
+
+func TestWriteSARIFEmpty(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteSARIF(&b, &Report{}); err != nil {
+		t.Fatal(err)
+	}
+	validateSARIF(t, b.Bytes())
+	// The validator itself must reject a log without a tool.
+	if err := compiledSARIFSchema(t).Validate(mustUnmarshal(t, []byte(`{"version":"2.1.0","runs":[{"results":[]}]}`))); err == nil {
+		t.Error("schema accepted a run without tool")
+	}
+}
+
+func mustUnmarshal(t *testing.T, doc []byte) any {
+	t.Helper()
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inst
+}
+
+// validateSARIF checks doc against the OASIS SARIF 2.1.0 JSON schema
+// vendored in testdata.
+func validateSARIF(t *testing.T, doc []byte) {
+	t.Helper()
+	if err := compiledSARIFSchema(t).Validate(mustUnmarshal(t, doc)); err != nil {
+		t.Fatalf("SARIF does not validate: %v\n%s", err, doc)
+	}
+}
+
+func compiledSARIFSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	f, err := os.Open("testdata/sarif-schema-2.1.0.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	schemaDoc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	const url = "https://raw.githubusercontent.com/oasis-tcs/sarif-spec/master/Schemata/sarif-schema-2.1.0.json"
+	if err := c.AddResource(url, schemaDoc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
+}
+
+func find(t *testing.T, r *Report, id string) *Finding {
+	t.Helper()
+	for i := range r.Findings {
+		if r.Findings[i].ID == id {
+			return &r.Findings[i]
+		}
+	}
+	t.Fatalf("no finding %s", id)
+	return nil
+}
