@@ -1,0 +1,261 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Scratch is the name of the empty base image.
+const Scratch = "scratch"
+
+// LayoutPrefix marks a base read from a local OCI image layout:
+// "oci:DIR" or "oci:DIR@sha256:…".
+const LayoutPrefix = "oci:"
+
+// Base is a base image resolved to a digest. Every read of it after
+// resolution goes through that digest, so a tag moved mid-build cannot mix
+// two bases into one index.
+type Base struct {
+	// Name is the base as configured ("scratch", a reference or oci:DIR).
+	Name string
+	// Ref is the reference recorded in org.opencontainers.image.base.name
+	// (empty for scratch).
+	Ref string
+	// Digest is the resolved digest of the index or image (zero for scratch).
+	Digest v1.Hash
+	// MediaType is the media type of the base's top-level manifest.
+	MediaType types.MediaType
+
+	index v1.ImageIndex // set for a multi-platform base
+	image v1.Image      // set for a single-platform base
+}
+
+// IsScratch reports whether b is the empty base.
+func (b *Base) IsScratch() bool { return b.Name == Scratch }
+
+// OCI reports whether images on this base use OCI media types (else Docker
+// schema 2).
+func (b *Base) OCI() bool {
+	switch b.MediaType {
+	case types.DockerManifestList, types.DockerManifestSchema2:
+		return false
+	}
+	return true
+}
+
+// ResolveBase resolves name, which is "scratch", an image reference (tag or
+// digest) or oci:DIR[@digest], to a Base. A registry reference is resolved
+// to its digest with one request; image data is fetched lazily, by digest.
+func ResolveBase(ctx context.Context, ref string, opts ...remote.Option) (*Base, error) {
+	switch {
+	case ref == "" || ref == Scratch:
+		return &Base{Name: Scratch, MediaType: types.OCIImageIndex}, nil
+	case strings.HasPrefix(ref, LayoutPrefix):
+		return resolveLayoutBase(ref)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("parsing base %q: %w", ref, err)
+	}
+	opts = append([]remote.Option{remote.WithContext(ctx)}, opts...)
+	desc, err := remote.Get(r, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("resolving base %s: %w", ref, err)
+	}
+	dig := r.Context().Digest(desc.Digest.String())
+	b := &Base{Name: ref, Ref: r.Name(), Digest: desc.Digest, MediaType: desc.MediaType}
+	switch {
+	case desc.MediaType.IsIndex():
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, fmt.Errorf("reading base index %s: %w", dig, err)
+		}
+		b.index = idx
+	case desc.MediaType.IsImage():
+		img, err := desc.Image()
+		if err != nil {
+			return nil, fmt.Errorf("reading base image %s: %w", dig, err)
+		}
+		b.image = img
+	default:
+		return nil, fmt.Errorf("base %s: media type %q is neither an image nor an index", ref, desc.MediaType)
+	}
+	return b, nil
+}
+
+func resolveLayoutBase(ref string) (*Base, error) {
+	spec := strings.TrimPrefix(ref, LayoutPrefix)
+	dir, dgst, hasDigest := strings.Cut(spec, "@")
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening base layout %s: %w", dir, err)
+	}
+	root, err := p.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("reading base layout %s: %w", dir, err)
+	}
+	im, err := root.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading base layout %s: %w", dir, err)
+	}
+	var desc *v1.Descriptor
+	if hasDigest {
+		h, err := v1.NewHash(dgst)
+		if err != nil {
+			return nil, fmt.Errorf("base %s: %w", ref, err)
+		}
+		for i := range im.Manifests {
+			if im.Manifests[i].Digest == h {
+				desc = &im.Manifests[i]
+				break
+			}
+		}
+		if desc == nil {
+			return nil, fmt.Errorf("base %s: layout has no manifest %s", ref, h)
+		}
+	} else {
+		seen := map[v1.Hash]bool{}
+		for i := range im.Manifests {
+			if !seen[im.Manifests[i].Digest] {
+				seen[im.Manifests[i].Digest] = true
+				desc = &im.Manifests[i]
+			}
+		}
+		if len(seen) != 1 {
+			return nil, fmt.Errorf("base %s: layout holds %d manifests; name one with oci:%s@sha256:…", ref, len(seen), dir)
+		}
+	}
+	b := &Base{Name: ref, Ref: ref, Digest: desc.Digest, MediaType: desc.MediaType}
+	switch {
+	case desc.MediaType.IsIndex():
+		b.index, err = root.ImageIndex(desc.Digest)
+	case desc.MediaType.IsImage():
+		b.image, err = root.Image(desc.Digest)
+	default:
+		err = fmt.Errorf("media type %q is neither an image nor an index", desc.MediaType)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("base %s: %w", ref, err)
+	}
+	return b, nil
+}
+
+// Image returns the base image for platform p and the digest of its
+// manifest (empty for scratch).
+func (b *Base) Image(p v1.Platform) (v1.Image, string, error) {
+	if b.IsScratch() {
+		img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+		return img, "", nil
+	}
+	if b.image != nil {
+		cf, err := b.image.ConfigFile()
+		if err != nil {
+			return nil, "", fmt.Errorf("reading base config: %w", err)
+		}
+		have := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+		if !samePlatform(p, have) {
+			return nil, "", fmt.Errorf("base %s is a single-platform image for %s, not %s", b.Name, platformString(have), platformString(p))
+		}
+		return b.image, b.Digest.String(), nil
+	}
+	desc, err := b.find(p)
+	if err != nil {
+		return nil, "", err
+	}
+	img, err := b.index.Image(desc.Digest)
+	if err != nil {
+		return nil, "", fmt.Errorf("reading base image for %s: %w", platformString(p), err)
+	}
+	return img, desc.Digest.String(), nil
+}
+
+// CheckPlatforms fails, naming every missing platform, unless the base has
+// an image for each of ps.
+func (b *Base) CheckPlatforms(ps []v1.Platform) error {
+	if b.IsScratch() {
+		return nil
+	}
+	var missing []string
+	if b.image != nil {
+		for _, p := range ps {
+			if _, _, err := b.Image(p); err != nil {
+				missing = append(missing, platformString(p))
+			}
+		}
+	} else {
+		for _, p := range ps {
+			if _, err := b.find(p); err != nil {
+				missing = append(missing, platformString(p))
+			}
+		}
+	}
+	if len(missing) > 0 {
+		have, _ := b.platforms()
+		return fmt.Errorf("base %s has no image for %s (it has: %s)", b.Name, strings.Join(missing, ", "), strings.Join(have, ", "))
+	}
+	return nil
+}
+
+func (b *Base) platforms() ([]string, error) {
+	if b.image != nil {
+		cf, err := b.image.ConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		return []string{platformString(v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant})}, nil
+	}
+	im, err := b.index.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range im.Manifests {
+		if d.Platform != nil && !unknownPlatform(d.Platform) {
+			out = append(out, platformString(*d.Platform))
+		}
+	}
+	return out, nil
+}
+
+// find picks the index entry for p, skipping attestation manifests
+// (platform unknown/unknown) and nested indexes.
+func (b *Base) find(p v1.Platform) (*v1.Descriptor, error) {
+	im, err := b.index.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading base index %s: %w", b.Name, err)
+	}
+	var fallback *v1.Descriptor
+	for i := range im.Manifests {
+		d := &im.Manifests[i]
+		if d.Platform == nil || unknownPlatform(d.Platform) || !d.MediaType.IsImage() {
+			continue
+		}
+		if !samePlatform(p, *d.Platform) {
+			continue
+		}
+		if d.Platform.Variant == p.Variant {
+			return d, nil
+		}
+		if fallback == nil {
+			fallback = d
+		}
+	}
+	if fallback != nil {
+		return fallback, nil
+	}
+	return nil, fmt.Errorf("base %s has no image for %s", b.Name, platformString(p))
+}
+
+func unknownPlatform(p *v1.Platform) bool {
+	return p.OS == "unknown" || p.Architecture == "unknown"
+}

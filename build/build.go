@@ -1,0 +1,104 @@
+package build
+
+import (
+	"context"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Builder turns a Target into a locally assembled image index.
+type Builder interface {
+	// Build compiles the target for each of its platforms and assembles the
+	// image index. Nothing is pushed.
+	Build(ctx context.Context, t Target) (*Result, error)
+}
+
+// Target is one Go main package to build into a multi-platform image. All
+// values are final: templates have been expanded by the caller.
+type Target struct {
+	// Name names the target; it is the last path element of its repository.
+	Name string
+	// Dir is the directory of the Go module to build in.
+	Dir string
+	// Main is the main package, relative to Dir (e.g. "./cmd/hello").
+	Main string
+	// Platforms are the platforms to build, e.g. linux/amd64.
+	Platforms []v1.Platform
+	// Ldflags are appended after "-s -w".
+	Ldflags []string
+	// Flags are extra `go build` flags (e.g. "-tags=netgo").
+	Flags []string
+	// Env are extra environment variables for `go build` (KEY=VALUE).
+	Env []string
+	// Base is the resolved base image.
+	Base *Base
+	// Image configures the image's runtime config and metadata.
+	Image ImageConfig
+	// Created is the timestamp recorded in configs, annotations and tar
+	// entries. A zero value means the Unix epoch.
+	Created time.Time
+	// Source, Revision and Version fill the org.opencontainers.image.source,
+	// .revision and .version annotations when set.
+	Source, Revision, Version string
+}
+
+// ImageConfig is the runtime configuration and metadata of an image.
+type ImageConfig struct {
+	// User defaults to DefaultUser.
+	User string
+	// Env is added to the base image's environment (sorted by key).
+	Env map[string]string
+	// Ports are exposed TCP ports ("8080" or "8080/udp").
+	Ports []string
+	// Labels are set in the image config.
+	Labels map[string]string
+	// Annotations are set on every manifest and on the index.
+	Annotations map[string]string
+	// Workdir is the working directory; default "/".
+	Workdir string
+	// Args are passed to the entrypoint (the image's Cmd).
+	Args []string
+}
+
+// DefaultUser is the user images run as unless configured: the conventional
+// non-root "nonroot" uid/gid of distroless images.
+const DefaultUser = "65532:65532"
+
+// AppDir is where the binary lives in the image: AppDir/<target name>.
+const AppDir = "/app"
+
+// Result is a built target.
+type Result struct {
+	// Target is the target's name.
+	Target string
+	// Index is the assembled multi-platform image index.
+	Index v1.ImageIndex
+	// Digest is the digest of Index.
+	Digest v1.Hash
+	// Base describes the base image used.
+	Base BaseInfo
+	// Images holds one entry per platform, in the order of Target.Platforms.
+	Images []PlatformImage
+}
+
+// PlatformImage is the image built for one platform.
+type PlatformImage struct {
+	Platform v1.Platform
+	Image    v1.Image
+	Digest   v1.Hash
+	// BaseDigest is the digest of the base manifest used for this platform
+	// (empty for scratch).
+	BaseDigest string
+	// BinarySize is the size in bytes of the Go binary.
+	BinarySize int64
+}
+
+// BaseInfo identifies the base image a result was built on.
+type BaseInfo struct {
+	// Name is the base as configured ("scratch", a reference, or oci:DIR).
+	Name string
+	// Digest is the resolved digest of the base (index or image); empty for
+	// scratch.
+	Digest string
+}

@@ -1,0 +1,119 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// GoBuildError is a failed `go build`; Output is what the go command printed,
+// verbatim.
+type GoBuildError struct {
+	Target   string
+	Platform string
+	Output   string
+	Err      error
+}
+
+func (e *GoBuildError) Error() string {
+	out := strings.TrimSpace(e.Output)
+	if out == "" {
+		return fmt.Sprintf("go build %s for %s: %v", e.Target, e.Platform, e.Err)
+	}
+	return fmt.Sprintf("go build %s for %s: %s", e.Target, e.Platform, out)
+}
+
+func (e *GoBuildError) Unwrap() error { return e.Err }
+
+// goBuild compiles t.Main for p into out and returns the path of the binary.
+// The binary is static (CGO_ENABLED=0), built with -trimpath and -s -w, keeps
+// its build info (module versions, VCS stamp when in a repository) and is
+// reproducible: the same source, flags and toolchain give the same bytes.
+func goBuild(ctx context.Context, gobin string, t Target, p v1.Platform, out string) error {
+	penv, err := platformEnv(p)
+	if err != nil {
+		return err
+	}
+	ldflags := append([]string{"-s", "-w"}, t.Ldflags...)
+	args := []string{"build",
+		"-o", out,
+		"-trimpath",
+		// The machine's GOFLAGS may say -buildvcs=false; keep the VCS
+		// stamp when the source is in a repository, and do not fail when
+		// it is not.
+		"-buildvcs=auto",
+		"-ldflags=" + strings.Join(ldflags, " "),
+	}
+	args = append(args, t.Flags...)
+	args = append(args, t.Main)
+	cmd := exec.CommandContext(ctx, gobin, args...)
+	cmd.Dir = t.Dir
+	cmd.Env = buildEnv(os.Environ(), penv, t.Env)
+	var output bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &output, &output
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return fmt.Errorf("running %s: %w", gobin, err)
+		}
+		return &GoBuildError{Target: t.Name, Platform: platformString(p), Output: output.String(), Err: err}
+	}
+	return nil
+}
+
+// buildEnv is the environment of `go build`: the process environment, with
+// the platform and CGO_ENABLED=0 forced and the target's own variables on top.
+// Variables that would make the output depend on the machine are dropped.
+func buildEnv(base, platform, extra []string) []string {
+	drop := map[string]bool{
+		"GOOS": true, "GOARCH": true, "GOARM": true, "GOAMD64": true, "GO386": true,
+		"GOARM64": true, "CGO_ENABLED": true, "GOEXPERIMENT": true,
+	}
+	env := map[string]string{}
+	for _, kv := range base {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || drop[k] {
+			continue
+		}
+		env[k] = v
+	}
+	for _, kv := range append(append([]string{"CGO_ENABLED=0"}, platform...), extra...) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// findGo returns the go command to build with: $GOROOT/bin/go when GOROOT
+// is set, else the one on PATH.
+func findGo() (string, error) {
+	if root := os.Getenv("GOROOT"); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("finding the go command: %w", err)
+	}
+	return p, nil
+}
+
+func sortStrings(s []string) { sort.Strings(s) }

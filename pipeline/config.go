@@ -1,0 +1,254 @@
+package pipeline
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the content of slipway.yaml. Field comments are the reference
+// documentation of each key; configs/ has annotated examples.
+type Config struct {
+	// Repository is the registry repository images are pushed under, as
+	// <repository>/<target name>. Empty: output goes to an OCI layout.
+	Repository string `yaml:"repository" mapstructure:"repository"`
+	// Platforms to build for every target (default: [linux/amd64]).
+	Platforms []string `yaml:"platforms" mapstructure:"platforms"`
+	// Base is the default base image: "scratch" (default), a reference (tag
+	// or digest) or oci:DIR[@digest].
+	Base string `yaml:"base" mapstructure:"base"`
+	// BasePolicy, when set, requires the base image to be signed by one of
+	// its keys.
+	BasePolicy *BasePolicy `yaml:"base_policy" mapstructure:"base_policy"`
+	// CACertificates is the CA bundle added to images on scratch: "system"
+	// (default, the build machine's trust store), "none", or a PEM file.
+	CACertificates string `yaml:"ca_certificates" mapstructure:"ca_certificates"`
+	// OCILayout is the layout directory used when no repository is set
+	// (default dist/oci).
+	OCILayout string `yaml:"oci_layout" mapstructure:"oci_layout"`
+	// InsecureRegistries are registry hosts (host[:port]) reached over plain
+	// HTTP. Loopback registries need no entry.
+	InsecureRegistries []string `yaml:"insecure_registries" mapstructure:"insecure_registries"`
+	// Jobs bounds concurrent compilations and uploads (default: CPU count).
+	Jobs int `yaml:"jobs" mapstructure:"jobs"`
+	// OnFailure is "abort" (default: push nothing if any target fails a
+	// gate) or "continue" (push the targets that passed).
+	OnFailure string `yaml:"on_failure" mapstructure:"on_failure"`
+	// Source is recorded as org.opencontainers.image.source (templated).
+	Source string `yaml:"source" mapstructure:"source"`
+	// Targets are the images to build.
+	Targets []Target `yaml:"targets" mapstructure:"targets"`
+	// Scan configures the vulnerability gate.
+	Scan ScanConfig `yaml:"scan" mapstructure:"scan"`
+	// Sign configures signing and attestations.
+	Sign SignConfig `yaml:"sign" mapstructure:"sign"`
+	// Policy is what `slipway verify` enforces.
+	Policy PolicyConfig `yaml:"policy" mapstructure:"policy"`
+}
+
+// Target is one Go main package built into one multi-platform image.
+type Target struct {
+	// Name is the image name under the repository ([a-z0-9._-]).
+	Name string `yaml:"name" mapstructure:"name"`
+	// Dir is the Go module directory, relative to the config file (default ".").
+	Dir string `yaml:"dir" mapstructure:"dir"`
+	// Main is the main package relative to Dir (default ".").
+	Main string `yaml:"main" mapstructure:"main"`
+	// Platforms overrides the top-level platforms.
+	Platforms []string `yaml:"platforms" mapstructure:"platforms"`
+	// Base overrides the top-level base.
+	Base string `yaml:"base" mapstructure:"base"`
+	// Ldflags are added after "-s -w" (templated).
+	Ldflags []string `yaml:"ldflags" mapstructure:"ldflags"`
+	// Flags are extra go build flags, e.g. ["-tags=netgo"].
+	Flags []string `yaml:"flags" mapstructure:"flags"`
+	// Env are extra environment variables for go build (KEY=VALUE).
+	Env []string `yaml:"env" mapstructure:"env"`
+	// Tags are the tags to push (templated; default [latest]).
+	Tags []string `yaml:"tags" mapstructure:"tags"`
+	// Image is the image's runtime config and metadata.
+	Image ImageConfig `yaml:"image" mapstructure:"image"`
+}
+
+// ImageConfig is the runtime config and metadata of a target's image.
+type ImageConfig struct {
+	// User is "uid[:gid]" (default 65532:65532).
+	User string `yaml:"user" mapstructure:"user"`
+	// Env is set in the image (templated values).
+	Env map[string]string `yaml:"env" mapstructure:"env"`
+	// Ports are exposed ports: 8080 or "8080/udp".
+	Ports []string `yaml:"ports" mapstructure:"ports"`
+	// Labels are image config labels (templated values).
+	Labels map[string]string `yaml:"labels" mapstructure:"labels"`
+	// Annotations are manifest and index annotations (templated values).
+	Annotations map[string]string `yaml:"annotations" mapstructure:"annotations"`
+	// Workdir is the working directory (default /).
+	Workdir string `yaml:"workdir" mapstructure:"workdir"`
+	// Args are the arguments passed to the binary.
+	Args []string `yaml:"args" mapstructure:"args"`
+}
+
+// ScanConfig configures the vulnerability scan and its gate.
+type ScanConfig struct {
+	// Enabled turns the scan on for `slipway run` (default true when a DB
+	// is configured).
+	Enabled *bool `yaml:"enabled" mapstructure:"enabled"`
+	// Severity lists the severities that fail the gate (default HIGH, CRITICAL).
+	Severity []string `yaml:"severity" mapstructure:"severity"`
+	// IgnoreUnfixed skips findings without a fixed version in the gate.
+	IgnoreUnfixed bool `yaml:"ignore_unfixed" mapstructure:"ignore_unfixed"`
+	// IgnoreFile is a .trivyignore.yaml file, relative to the config file.
+	IgnoreFile string `yaml:"ignore_file" mapstructure:"ignore_file"`
+	// DB locates the vulnerability database.
+	DB DBConfig `yaml:"db" mapstructure:"db"`
+	// CacheDir keeps per-layer analysis results (default: user cache dir).
+	CacheDir string `yaml:"cache_dir" mapstructure:"cache_dir"`
+	// Reports are extra report files written on every scan.
+	Reports []ReportConfig `yaml:"reports" mapstructure:"reports"`
+}
+
+// DBConfig locates Trivy's vulnerability database.
+type DBConfig struct {
+	// Dir is a directory in Trivy's cache layout (db/trivy.db,
+	// db/metadata.json).
+	Dir string `yaml:"dir" mapstructure:"dir"`
+	// Repositories are OCI repositories holding the DB artifact, tried in
+	// order by `slipway db pull`.
+	Repositories []string `yaml:"repositories" mapstructure:"repositories"`
+	// MaxAge is the oldest DB accepted (default 168h).
+	MaxAge time.Duration `yaml:"max_age" mapstructure:"max_age"`
+}
+
+// ReportConfig is one report file.
+type ReportConfig struct {
+	// Format is json, sarif or table.
+	Format string `yaml:"format" mapstructure:"format"`
+	// Output is the file path, relative to the working directory.
+	Output string `yaml:"output" mapstructure:"output"`
+}
+
+// SignConfig configures signing and attestations.
+type SignConfig struct {
+	// Key is a cosign private key: a file path or env://VAR. Empty: no signing.
+	Key string `yaml:"key" mapstructure:"key"`
+	// Annotations are signed annotations in the payload (templated).
+	Annotations map[string]string `yaml:"annotations" mapstructure:"annotations"`
+	// Attestations to attach: sbom, vuln, provenance.
+	Attestations []string `yaml:"attestations" mapstructure:"attestations"`
+	// SBOMFormat is spdx-json (default) or cyclonedx.
+	SBOMFormat string `yaml:"sbom_format" mapstructure:"sbom_format"`
+}
+
+// PolicyConfig is the policy `slipway verify` enforces.
+type PolicyConfig struct {
+	// Keys are trusted public keys (files or env://VAR).
+	Keys []string `yaml:"keys" mapstructure:"keys"`
+	// Threshold is how many distinct keys must have signed (default 1).
+	Threshold int `yaml:"threshold" mapstructure:"threshold"`
+	// RequireAttestations lists attestation types that must be present.
+	RequireAttestations []string `yaml:"require_attestations" mapstructure:"require_attestations"`
+	// MaxSeverity denies images whose vuln attestation has a finding at or
+	// above it.
+	MaxSeverity string `yaml:"max_severity" mapstructure:"max_severity"`
+	// MaxScanAge denies vuln attestations older than this.
+	MaxScanAge time.Duration `yaml:"max_scan_age" mapstructure:"max_scan_age"`
+	// AllowedBaseDigests, when set, lists the only base digests accepted.
+	AllowedBaseDigests []string `yaml:"allowed_base_digests" mapstructure:"allowed_base_digests"`
+}
+
+// BasePolicy requires a signed base image.
+type BasePolicy struct {
+	// Keys are the public keys a base signature must verify with.
+	Keys []string `yaml:"keys" mapstructure:"keys"`
+}
+
+// ConfigError is an invalid configuration: a bad key or value, in a file.
+// The CLI exits 2 on it.
+type ConfigError struct {
+	File string // the config file, when there is one
+	Line int    // 1-based line, when known
+	Key  string // the offending key, e.g. targets[0].main
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, "%s: ", e.Key)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+var (
+	yamlUnknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type pipeline\.(\w+)$`)
+	yamlLine         = regexp.MustCompile(`^line (\d+): (.*)$`)
+	sectionOfType    = map[string]string{
+		"Config": "", "Target": "targets[]", "ImageConfig": "targets[].image",
+		"ScanConfig": "scan", "DBConfig": "scan.db", "ReportConfig": "scan.reports[]",
+		"SignConfig": "sign", "PolicyConfig": "policy", "BasePolicy": "base_policy",
+	}
+)
+
+// DecodeStrict parses a slipway.yaml strictly: an unknown key or a value
+// of the wrong type is a *ConfigError naming the key, the file and the line.
+func DecodeStrict(file string, data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(&c)
+	if err == nil || errors.Is(err, io.EOF) {
+		return &c, nil
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg := te.Errors[0]
+		if m := yamlUnknownField.FindStringSubmatch(msg); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			key := m[2]
+			if sec := sectionOfType[m[3]]; sec != "" {
+				key = sec + "." + key
+			}
+			return nil, &ConfigError{File: file, Line: line, Key: key, Msg: "unknown key"}
+		}
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, &ConfigError{File: file, Line: line, Key: keyAtLine(data, line), Msg: "wrong type: " + m[2]}
+		}
+		return nil, &ConfigError{File: file, Msg: msg}
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return nil, &ConfigError{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
+	}
+	return nil, &ConfigError{File: file, Msg: "invalid YAML: " + msg}
+}
+
+// keyAtLine returns the mapping key written on line (1-based), if any.
+func keyAtLine(data []byte, line int) string {
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	l := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(lines[line-1]), "- "))
+	k, _, ok := strings.Cut(l, ":")
+	if !ok {
+		return ""
+	}
+	return strings.TrimSpace(k)
+}

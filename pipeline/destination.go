@@ -1,0 +1,73 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/slipway-build/slipway/build"
+	"github.com/slipway-build/slipway/publish"
+)
+
+// RegistryDestination writes each job to its repository.
+type RegistryDestination struct {
+	Registry *publish.Registry
+}
+
+var _ Destination = (*RegistryDestination)(nil)
+
+// WriteImage implements Destination.
+func (d *RegistryDestination) WriteImage(ctx context.Context, j Job, b *build.Result) (string, error) {
+	if j.Repository.RepositoryStr() == "" {
+		return "", fmt.Errorf("no repository configured for %s", j.Target.Name)
+	}
+	ref, err := d.Registry.WriteIndex(ctx, j.Repository, b.Index)
+	if err != nil {
+		return "", err
+	}
+	return ref.String(), nil
+}
+
+// WriteSignatures implements Destination.
+func (d *RegistryDestination) WriteSignatures(ctx context.Context, j Job, _ *build.Result, s Signatures) error {
+	if err := s.WriteRemote(ctx, j.Repository); err != nil {
+		return fmt.Errorf("writing signatures: %w", err)
+	}
+	return nil
+}
+
+// Tag implements Destination.
+func (d *RegistryDestination) Tag(ctx context.Context, j Job, b *build.Result) error {
+	return d.Registry.Tag(ctx, j.Repository.Digest(b.Digest.String()), j.Tags)
+}
+
+// LayoutDestination writes every job into one OCI image layout.
+type LayoutDestination struct {
+	Layout *publish.Layout
+	// Dir is the layout's directory, as shown to users.
+	Dir string
+}
+
+var _ Destination = (*LayoutDestination)(nil)
+
+// WriteImage implements Destination. Tags are recorded with the image (a
+// layout has no separate tag step).
+func (d *LayoutDestination) WriteImage(_ context.Context, j Job, b *build.Result) (string, error) {
+	if _, err := d.Layout.WriteIndex(j.Target.Name, b.Index, nil); err != nil {
+		return "", err
+	}
+	return build.LayoutPrefix + d.Dir + "@" + b.Digest.String(), nil
+}
+
+// WriteSignatures implements Destination.
+func (d *LayoutDestination) WriteSignatures(_ context.Context, _ Job, _ *build.Result, s Signatures) error {
+	if err := s.WriteLayout(d.Dir); err != nil {
+		return fmt.Errorf("writing signatures: %w", err)
+	}
+	return nil
+}
+
+// Tag implements Destination: it records the tags in index.json.
+func (d *LayoutDestination) Tag(_ context.Context, j Job, b *build.Result) error {
+	_, err := d.Layout.WriteIndex(j.Target.Name, b.Index, j.Tags)
+	return err
+}

@@ -1,0 +1,173 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/slipway-build/slipway/build"
+)
+
+// Job is one target, fully resolved: templates expanded, paths absolute,
+// platforms parsed. Its base is still a name; Run resolves it.
+type Job struct {
+	// Target is what the builder builds (Base is nil until resolved).
+	Target build.Target
+	// BaseRef is the base as configured.
+	BaseRef string
+	// Tags are the expanded tags.
+	Tags []string
+	// Repository is where the image goes; zero when writing a layout.
+	Repository name.Repository
+	// Git describes the source checkout.
+	Git GitInfo
+	// SignAnnotations are the expanded signed annotations.
+	SignAnnotations map[string]string
+}
+
+// PlanOptions are the inputs of Plan besides the config.
+type PlanOptions struct {
+	// ConfigDir is the directory relative paths in the config start from.
+	ConfigDir string
+	// Select limits the plan to these target names (all when empty).
+	Select []string
+	// Environ is the process environment (KEY=VALUE).
+	Environ []string
+	// Insecure reports whether plain HTTP is allowed for a registry host.
+	Insecure func(host string) bool
+}
+
+// Plan expands c (which must have passed Validate) into one Job per
+// selected target.
+func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
+	env := map[string]string{}
+	for _, kv := range o.Environ {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	want := map[string]bool{}
+	for _, s := range o.Select {
+		want[s] = true
+	}
+	for s := range want {
+		found := false
+		for _, t := range c.Targets {
+			found = found || t.Name == s
+		}
+		if !found {
+			return nil, &ConfigError{Key: "targets", Msg: fmt.Sprintf("no target named %q", s)}
+		}
+	}
+	gitByDir := map[string]GitInfo{}
+	var jobs []Job
+	for i, t := range c.Targets {
+		if len(want) > 0 && !want[t.Name] {
+			continue
+		}
+		key := fmt.Sprintf("targets[%d]", i)
+		dir := t.Dir
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(o.ConfigDir, dir)
+		}
+		dir, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, &ConfigError{Key: key + ".dir", Msg: fmt.Sprintf("%s is not a directory", dir)}
+		}
+		g, ok := gitByDir[dir]
+		if !ok {
+			g = ReadGit(ctx, dir)
+			gitByDir[dir] = g
+		}
+		created, err := BuildTime(env["SOURCE_DATE_EPOCH"], g)
+		if err != nil {
+			return nil, err
+		}
+		data := TemplateData{Git: g, Env: env, Date: created.Format(time.RFC3339), Target: t.Name}
+		wrap := func(field string, err error) error {
+			return &ConfigError{Key: key + "." + field, Msg: err.Error()}
+		}
+		j := Job{BaseRef: t.Base, Git: g}
+		if j.BaseRef == "" {
+			j.BaseRef = c.Base
+		}
+		if j.Tags, err = expandAll(t.Tags, data); err != nil {
+			return nil, wrap("tags", err)
+		}
+		for n, tag := range j.Tags {
+			if _, err := name.NewTag("example.com/x:"+tag, name.StrictValidation); err != nil || tag == "" {
+				return nil, &ConfigError{Key: fmt.Sprintf("%s.tags[%d]", key, n), Msg: fmt.Sprintf("%q is not a valid tag", tag)}
+			}
+		}
+		bt := build.Target{Name: t.Name, Dir: dir, Main: t.Main, Flags: t.Flags, Env: t.Env, Created: created, Revision: g.Commit}
+		if bt.Ldflags, err = expandAll(t.Ldflags, data); err != nil {
+			return nil, wrap("ldflags", err)
+		}
+		if bt.Source, err = Expand(c.Source, data); err != nil {
+			return nil, &ConfigError{Key: "source", Msg: err.Error()}
+		}
+		bt.Version = g.Tag
+		plats := t.Platforms
+		if len(plats) == 0 {
+			plats = c.Platforms
+		}
+		for _, p := range plats {
+			pp, err := build.ParsePlatform(p)
+			if err != nil {
+				return nil, wrap("platforms", err)
+			}
+			bt.Platforms = append(bt.Platforms, pp)
+		}
+		bt.Platforms = dedupePlatforms(bt.Platforms)
+		img := t.Image
+		bt.Image = build.ImageConfig{User: img.User, Ports: img.Ports, Workdir: img.Workdir, Args: img.Args}
+		if bt.Image.Env, err = expandMap(img.Env, data); err != nil {
+			return nil, wrap("image.env", err)
+		}
+		if bt.Image.Labels, err = expandMap(img.Labels, data); err != nil {
+			return nil, wrap("image.labels", err)
+		}
+		if bt.Image.Annotations, err = expandMap(img.Annotations, data); err != nil {
+			return nil, wrap("image.annotations", err)
+		}
+		if j.SignAnnotations, err = expandMap(c.Sign.Annotations, data); err != nil {
+			return nil, &ConfigError{Key: "sign.annotations", Msg: err.Error()}
+		}
+		if c.Repository != "" {
+			var opts []name.Option
+			if o.Insecure != nil {
+				if r, err := name.NewRepository(c.Repository); err == nil && o.Insecure(r.RegistryStr()) {
+					opts = append(opts, name.Insecure)
+				}
+			}
+			repo, err := name.NewRepository(strings.TrimSuffix(c.Repository, "/")+"/"+t.Name, opts...)
+			if err != nil {
+				return nil, &ConfigError{Key: "repository", Msg: err.Error()}
+			}
+			j.Repository = repo
+		}
+		j.Target = bt
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+func dedupePlatforms(ps []v1.Platform) []v1.Platform {
+	seen := map[string]bool{}
+	var out []v1.Platform
+	for _, p := range ps {
+		s := build.PlatformString(p)
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,249 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/slipway-build/slipway/build"
+	"github.com/slipway-build/slipway/scan"
+)
+
+// BaseResolver resolves a base name to a Base (see build.ResolveBase).
+type BaseResolver func(ctx context.Context, ref string) (*build.Base, error)
+
+// BaseVerifier checks a resolved base before it is used (base_policy).
+type BaseVerifier func(ctx context.Context, base *build.Base) error
+
+// Signer signs a built index locally; nothing is written.
+type Signer interface {
+	// Sign computes signatures (and attestations) over the digests of res.
+	Sign(ctx context.Context, job Job, res *build.Result, report *scan.Report) (Signatures, error)
+}
+
+// Signatures are computed signatures, ready to be written after the image.
+type Signatures interface {
+	// Refs names the signatures and attestations, for results.
+	Refs() []string
+	// WriteRemote writes them to repo (cosign's .sig/.att tags).
+	WriteRemote(ctx context.Context, repo name.Repository) error
+	// WriteLayout writes them into the OCI layout at dir.
+	WriteLayout(dir string) error
+}
+
+// Destination receives a gated, signed image: the image first, then its
+// signatures, then its tags.
+type Destination interface {
+	// WriteImage writes the index and everything under it, by digest.
+	WriteImage(ctx context.Context, job Job, res *build.Result) (ref string, err error)
+	// WriteSignatures writes sigs next to the image (sigs may be nil).
+	WriteSignatures(ctx context.Context, job Job, res *build.Result, sigs Signatures) error
+	// Tag points the job's tags at the image.
+	Tag(ctx context.Context, job Job, res *build.Result) error
+}
+
+// Stages are the pipeline's steps; nil Scanner or Signer skips the stage,
+// nil Destination builds (and gates) without writing anything.
+type Stages struct {
+	ResolveBase BaseResolver
+	VerifyBase  BaseVerifier
+	Builder     build.Builder
+	Scanner     scan.Scanner
+	Gate        scan.Policy
+	Signer      Signer
+	Destination Destination
+}
+
+// RunOptions tune Run.
+type RunOptions struct {
+	// ContinueOnFailure writes the targets that passed even when others
+	// failed (on_failure: continue). Default: write nothing.
+	ContinueOnFailure bool
+	// Logger receives progress; nil discards.
+	Logger *slog.Logger
+	// OnReport, when set, is called with each target's scan report.
+	OnReport func(job Job, r *scan.Report)
+}
+
+// Run builds, scans, gates and signs every job, and only then writes the
+// ones allowed through to the destination. The returned Results always
+// describe every job; the error joins every failure, with gate failures as
+// *scan.PolicyViolation.
+func Run(ctx context.Context, jobs []Job, st Stages, o RunOptions) (*Results, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	res := &Results{Targets: make([]TargetResult, len(jobs))}
+	built := make([]*build.Result, len(jobs))
+	sigs := make([]Signatures, len(jobs))
+	errs := make([]error, len(jobs))
+	bases := newBaseCache(st.ResolveBase, st.VerifyBase)
+
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &res.Targets[i]
+			tr.Target, tr.Tags, tr.Timings = j.Target.Name, j.Tags, map[string]Duration{}
+			built[i], sigs[i], errs[i] = prepare(ctx, j, st, bases, tr, log, o.OnReport)
+			if errs[i] != nil {
+				tr.Error = errs[i].Error()
+			}
+		}()
+	}
+	wg.Wait()
+
+	failed := false
+	for _, err := range errs {
+		failed = failed || err != nil
+	}
+	if st.Destination == nil || (failed && !o.ContinueOnFailure) {
+		if failed && st.Destination != nil {
+			log.Warn("nothing written: a target failed (on_failure: abort)")
+		}
+		return res, joinErrors(jobs, errs)
+	}
+	for i, j := range jobs {
+		if errs[i] != nil || ctx.Err() != nil {
+			continue
+		}
+		tr := &res.Targets[i]
+		start := time.Now()
+		if err := write(ctx, j, built[i], sigs[i], st.Destination, tr); err != nil {
+			errs[i] = fmt.Errorf("pushing %s: %w", j.Target.Name, err)
+			tr.Error = errs[i].Error()
+		}
+		tr.Timings["push"] = Duration(time.Since(start))
+		log.Info("written", "target", j.Target.Name, "ref", tr.Ref)
+	}
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	return res, joinErrors(jobs, errs)
+}
+
+// prepare runs everything before the write: base, build, scan, gate, sign.
+func prepare(ctx context.Context, j Job, st Stages, bases *baseCache, tr *TargetResult, log *slog.Logger, onReport func(Job, *scan.Report)) (*build.Result, Signatures, error) {
+	name := j.Target.Name
+	start := time.Now()
+	base, err := bases.get(ctx, j.BaseRef)
+	if err != nil {
+		return nil, nil, fmt.Errorf("base of %s: %w", name, err)
+	}
+	t := j.Target
+	t.Base = base
+	log.Info("building", "target", name, "platforms", len(t.Platforms), "base", base.Name)
+	b, err := st.Builder.Build(ctx, t)
+	tr.Timings["build"] = Duration(time.Since(start))
+	if err != nil {
+		return nil, nil, fmt.Errorf("building %s: %w", name, err)
+	}
+	tr.setBuild(b)
+	var report *scan.Report
+	if st.Scanner != nil {
+		start = time.Now()
+		log.Info("scanning", "target", name)
+		report, err = st.Scanner.Scan(ctx, b.Index)
+		tr.Timings["scan"] = Duration(time.Since(start))
+		if err != nil {
+			return nil, nil, fmt.Errorf("scanning %s: %w", name, err)
+		}
+		if onReport != nil {
+			onReport(j, report)
+		}
+		gerr := scan.Gate(report, st.Gate)
+		tr.setScan(report, gerr)
+		if gerr != nil {
+			return nil, nil, fmt.Errorf("gate of %s: %w", name, gerr)
+		}
+	}
+	var sigs Signatures
+	if st.Signer != nil {
+		start = time.Now()
+		sigs, err = st.Signer.Sign(ctx, j, b, report)
+		tr.Timings["sign"] = Duration(time.Since(start))
+		if err != nil {
+			return nil, nil, fmt.Errorf("signing %s: %w", name, err)
+		}
+		tr.Signatures = sigs.Refs()
+	}
+	return b, sigs, nil
+}
+
+// write writes one target in the order that keeps every tag valid:
+// image (blobs, manifests, index), then signatures, then tags.
+func write(ctx context.Context, j Job, b *build.Result, sigs Signatures, d Destination, tr *TargetResult) error {
+	ref, err := d.WriteImage(ctx, j, b)
+	if err != nil {
+		return err
+	}
+	tr.Ref = ref
+	if sigs != nil {
+		if err := d.WriteSignatures(ctx, j, b, sigs); err != nil {
+			return err
+		}
+	}
+	if err := d.Tag(ctx, j, b); err != nil {
+		return err
+	}
+	tr.Pushed = true
+	return nil
+}
+
+func joinErrors(jobs []Job, errs []error) error {
+	var out []error
+	for _, e := range errs {
+		if e != nil {
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
+}
+
+// baseCache resolves (and verifies) each base once per run.
+type baseCache struct {
+	resolve BaseResolver
+	verify  BaseVerifier
+	mu      sync.Mutex
+	calls   map[string]*baseCall
+}
+
+type baseCall struct {
+	once sync.Once
+	base *build.Base
+	err  error
+}
+
+func newBaseCache(r BaseResolver, v BaseVerifier) *baseCache {
+	if r == nil {
+		r = func(ctx context.Context, ref string) (*build.Base, error) { return build.ResolveBase(ctx, ref) }
+	}
+	return &baseCache{resolve: r, verify: v, calls: map[string]*baseCall{}}
+}
+
+func (c *baseCache) get(ctx context.Context, ref string) (*build.Base, error) {
+	c.mu.Lock()
+	call := c.calls[ref]
+	if call == nil {
+		call = &baseCall{}
+		c.calls[ref] = call
+	}
+	c.mu.Unlock()
+	call.once.Do(func() {
+		call.base, call.err = c.resolve(ctx, ref)
+		if call.err == nil && c.verify != nil && !call.base.IsScratch() {
+			call.err = c.verify(ctx, call.base)
+		}
+	})
+	return call.base, call.err
+}
+
+// RepoRef formats a pushed reference.
+func RepoRef(repo name.Repository, digest string) string { return repo.Name() + "@" + digest }

@@ -1,0 +1,227 @@
+package pipeline
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/slipway-build/slipway/build"
+)
+
+// Defaults applied by Validate.
+const (
+	DefaultOCILayout  = "dist/oci"
+	DefaultPlatform   = "linux/amd64"
+	OnFailureAbort    = "abort"
+	OnFailureContinue = "continue"
+)
+
+var (
+	targetName = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	severities = map[string]bool{"UNKNOWN": true, "LOW": true, "MEDIUM": true, "HIGH": true, "CRITICAL": true}
+	reportFmts = map[string]bool{"json": true, "sarif": true, "table": true}
+	attestKind = map[string]bool{"sbom": true, "vuln": true, "provenance": true}
+	sbomFmts   = map[string]bool{"spdx-json": true, "cyclonedx": true}
+)
+
+// Validate checks every value, fills defaults, and returns the first problem
+// as a *ConfigError naming the key and file.
+func (c *Config) Validate(file string) error {
+	bad := func(key, format string, args ...any) error {
+		return &ConfigError{File: file, Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if c.Repository != "" {
+		if _, err := name.NewRepository(c.Repository); err != nil {
+			return bad("repository", "%v", err)
+		}
+	}
+	if len(c.Platforms) == 0 {
+		c.Platforms = []string{DefaultPlatform}
+	}
+	c.Platforms = splitList(c.Platforms)
+	for i, p := range c.Platforms {
+		if _, err := build.ParsePlatform(p); err != nil {
+			return bad(fmt.Sprintf("platforms[%d]", i), "%v", err)
+		}
+	}
+	if c.Base == "" {
+		c.Base = build.Scratch
+	}
+	if err := checkBase(c.Base); err != nil {
+		return bad("base", "%v", err)
+	}
+	if c.OCILayout == "" {
+		c.OCILayout = DefaultOCILayout
+	}
+	if c.Jobs < 0 {
+		return bad("jobs", "must be positive, got %d", c.Jobs)
+	}
+	switch c.OnFailure {
+	case "":
+		c.OnFailure = OnFailureAbort
+	case OnFailureAbort, OnFailureContinue:
+	default:
+		return bad("on_failure", "must be abort or continue, got %q", c.OnFailure)
+	}
+	if len(c.Targets) == 0 {
+		return bad("targets", "at least one target is required")
+	}
+	seen := map[string]bool{}
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		k := fmt.Sprintf("targets[%d]", i)
+		if t.Name == "" {
+			return bad(k+".name", "required")
+		}
+		if !targetName.MatchString(t.Name) {
+			return bad(k+".name", "%q is not a valid image name component (lowercase letters, digits, . _ -)", t.Name)
+		}
+		if seen[t.Name] {
+			return bad(k+".name", "duplicate target %q", t.Name)
+		}
+		seen[t.Name] = true
+		if t.Dir == "" {
+			t.Dir = "."
+		}
+		if t.Main == "" {
+			t.Main = "."
+		}
+		t.Platforms = splitList(t.Platforms)
+		for j, p := range t.Platforms {
+			if _, err := build.ParsePlatform(p); err != nil {
+				return bad(fmt.Sprintf("%s.platforms[%d]", k, j), "%v", err)
+			}
+		}
+		if t.Base != "" {
+			if err := checkBase(t.Base); err != nil {
+				return bad(k+".base", "%v", err)
+			}
+		}
+		if len(t.Tags) == 0 {
+			t.Tags = []string{"latest"}
+		}
+		for j, e := range t.Env {
+			if !strings.Contains(e, "=") {
+				return bad(fmt.Sprintf("%s.env[%d]", k, j), "want KEY=VALUE, got %q", e)
+			}
+		}
+		for j, p := range t.Image.Ports {
+			if err := checkPort(p); err != nil {
+				return bad(fmt.Sprintf("%s.image.ports[%d]", k, j), "%v", err)
+			}
+		}
+		if t.Image.Workdir != "" && !strings.HasPrefix(t.Image.Workdir, "/") {
+			return bad(k+".image.workdir", "must be absolute, got %q", t.Image.Workdir)
+		}
+	}
+	if len(c.Scan.Severity) == 0 {
+		c.Scan.Severity = []string{"HIGH", "CRITICAL"}
+	}
+	c.Scan.Severity = splitList(c.Scan.Severity)
+	for i, s := range c.Scan.Severity {
+		s = strings.ToUpper(s)
+		c.Scan.Severity[i] = s
+		if !severities[s] {
+			return bad(fmt.Sprintf("scan.severity[%d]", i), "unknown severity %q (want UNKNOWN, LOW, MEDIUM, HIGH or CRITICAL)", s)
+		}
+	}
+	if c.Scan.DB.MaxAge < 0 {
+		return bad("scan.db.max_age", "must not be negative")
+	}
+	if c.Scan.DB.MaxAge == 0 {
+		c.Scan.DB.MaxAge = DefaultDBMaxAge
+	}
+	for i, r := range c.Scan.DB.Repositories {
+		if _, err := name.ParseReference(r); err != nil {
+			return bad(fmt.Sprintf("scan.db.repositories[%d]", i), "%v", err)
+		}
+	}
+	for i, r := range c.Scan.Reports {
+		if !reportFmts[r.Format] {
+			return bad(fmt.Sprintf("scan.reports[%d].format", i), "want json, sarif or table, got %q", r.Format)
+		}
+		if r.Output == "" {
+			return bad(fmt.Sprintf("scan.reports[%d].output", i), "required")
+		}
+	}
+	c.Sign.Attestations = splitList(c.Sign.Attestations)
+	for i, a := range c.Sign.Attestations {
+		if !attestKind[a] {
+			return bad(fmt.Sprintf("sign.attestations[%d]", i), "want sbom, vuln or provenance, got %q", a)
+		}
+	}
+	if len(c.Sign.Attestations) > 0 && c.Sign.Key == "" {
+		return bad("sign.attestations", "attestations are signed: set sign.key")
+	}
+	if c.Sign.SBOMFormat == "" {
+		c.Sign.SBOMFormat = "spdx-json"
+	}
+	if !sbomFmts[c.Sign.SBOMFormat] {
+		return bad("sign.sbom_format", "want spdx-json or cyclonedx, got %q", c.Sign.SBOMFormat)
+	}
+	if c.Policy.Threshold < 0 {
+		return bad("policy.threshold", "must not be negative")
+	}
+	if c.Policy.Threshold > 0 && len(c.Policy.Keys) > 0 && c.Policy.Threshold > len(c.Policy.Keys) {
+		return bad("policy.threshold", "%d is more than the %d keys given", c.Policy.Threshold, len(c.Policy.Keys))
+	}
+	c.Policy.RequireAttestations = splitList(c.Policy.RequireAttestations)
+	for i, a := range c.Policy.RequireAttestations {
+		if !attestKind[a] {
+			return bad(fmt.Sprintf("policy.require_attestations[%d]", i), "want sbom, vuln or provenance, got %q", a)
+		}
+	}
+	if c.Policy.MaxSeverity != "" {
+		c.Policy.MaxSeverity = strings.ToUpper(c.Policy.MaxSeverity)
+		if !severities[c.Policy.MaxSeverity] {
+			return bad("policy.max_severity", "unknown severity %q", c.Policy.MaxSeverity)
+		}
+	}
+	if c.BasePolicy != nil && len(c.BasePolicy.Keys) == 0 {
+		return bad("base_policy.keys", "at least one key is required")
+	}
+	return nil
+}
+
+// DefaultDBMaxAge is the oldest vulnerability DB accepted by default.
+const DefaultDBMaxAge = 168 * time.Hour
+
+func checkBase(s string) error {
+	if s == build.Scratch || strings.HasPrefix(s, build.LayoutPrefix) {
+		if strings.HasPrefix(s, build.LayoutPrefix) && strings.TrimPrefix(s, build.LayoutPrefix) == "" {
+			return fmt.Errorf("oci: needs a directory")
+		}
+		return nil
+	}
+	_, err := name.ParseReference(s)
+	return err
+}
+
+func checkPort(p string) error {
+	num, proto, hasProto := strings.Cut(p, "/")
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q is not a port number", p)
+	}
+	if hasProto && proto != "tcp" && proto != "udp" && proto != "sctp" {
+		return fmt.Errorf("%q: protocol must be tcp, udp or sctp", p)
+	}
+	return nil
+}
+
+// splitList flattens comma-separated entries, so that an environment
+// variable "a,b" and a YAML list mean the same.
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
