@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/slipway-build/slipway/build"
+	"github.com/slipway-build/slipway/pipeline"
+	"github.com/slipway-build/slipway/publish"
+	"github.com/spf13/cobra"
+)
+
+// layoutSignatures reads signatures stored in a layout; set by the signing
+// support when linked in.
+var layoutSignatures func(dir string) pipeline.LayoutSignatures
+
+func newPushCmd(g *globalFlags) *cobra.Command {
+	var repository, imageRefs string
+	var insecure []string
+	cmd := &cobra.Command{
+		Use:   "push oci:DIR [TARGET...]",
+		Short: "Publish an OCI layout written by slipway to a registry, unchanged",
+		Example: `  slipway build                      # writes dist/oci
+  slipway push oci:dist/oci --repository registry.example.com/team`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 || !strings.HasPrefix(args[0], build.LayoutPrefix) {
+				return &usageError{fmt.Errorf("push needs oci:DIR as its first argument")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lc, err := loadConfig(g, cmd.Flags(), map[string]string{"repository": "repository"})
+			if err != nil {
+				return err
+			}
+			if lc.Repository == "" {
+				return &usageError{fmt.Errorf("push needs --repository (or repository in the config)")}
+			}
+			dir := strings.TrimPrefix(args[0], build.LayoutPrefix)
+			l, err := publish.NewLayout(dir)
+			if err != nil {
+				return err
+			}
+			ropts, err := remoteOptions(lc.Config, lc.Jobs)
+			if err != nil {
+				return err
+			}
+			allowInsecure := insecureFunc(lc.Config, insecure)
+			repoFor := func(target string) (name.Repository, error) {
+				var opts []name.Option
+				if r, err := name.NewRepository(lc.Repository); err == nil && allowInsecure(r.RegistryStr()) {
+					opts = append(opts, name.Insecure)
+				}
+				return name.NewRepository(strings.TrimSuffix(lc.Repository, "/")+"/"+target, opts...)
+			}
+			var sigs pipeline.LayoutSignatures
+			if layoutSignatures != nil {
+				sigs = layoutSignatures(dir)
+			}
+			res, err := pipeline.PushLayout(cmd.Context(), l, publish.NewRegistry(ropts...), repoFor, sigs, args[1:])
+			if werr := printRefs(res, imageRefs); werr != nil && err == nil {
+				err = werr
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&repository, "repository", "", "repository to push under, as <repository>/<target>")
+	cmd.Flags().StringVar(&imageRefs, "image-refs", "", "also write the pushed references to this file")
+	cmd.Flags().StringSliceVar(&insecure, "insecure-registry", nil, "registry host reached over plain HTTP")
+	return cmd
+}

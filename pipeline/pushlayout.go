@@ -1,0 +1,67 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/slipway-build/slipway/publish"
+)
+
+// LayoutSignatures finds the signatures stored in a layout for a digest
+// (nil when there are none).
+type LayoutSignatures func(target string, digest v1.Hash) (Signatures, error)
+
+// PushLayout publishes the targets of an OCI layout written by slipway to a
+// registry unchanged (same digests): for each target, the index by digest,
+// then its signatures, then its tags. repoFor maps a target to its
+// repository; selected limits the targets (all when empty).
+func PushLayout(ctx context.Context, l *publish.Layout, reg *publish.Registry, repoFor func(target string) (name.Repository, error), sigs LayoutSignatures, selected []string) (*Results, error) {
+	entries, err := l.Entries()
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, s := range selected {
+		want[s] = true
+	}
+	res := &Results{}
+	for _, e := range entries {
+		if len(want) > 0 && !want[e.Target] {
+			continue
+		}
+		delete(want, e.Target)
+		repo, err := repoFor(e.Target)
+		if err != nil {
+			return res, err
+		}
+		tr := TargetResult{Target: e.Target, Digest: e.Digest.String(), Tags: e.Tags, Gate: "skipped", Timings: map[string]Duration{}}
+		ref, err := reg.WriteIndex(ctx, repo, e.Index)
+		if err != nil {
+			return res, fmt.Errorf("pushing %s: %w", e.Target, err)
+		}
+		tr.Ref = ref.String()
+		if sigs != nil {
+			s, err := sigs(e.Target, e.Digest)
+			if err != nil {
+				return res, fmt.Errorf("reading signatures of %s: %w", e.Target, err)
+			}
+			if s != nil {
+				if err := s.WriteRemote(ctx, repo); err != nil {
+					return res, fmt.Errorf("pushing signatures of %s: %w", e.Target, err)
+				}
+				tr.Signatures = s.Refs()
+			}
+		}
+		if err := reg.Tag(ctx, ref, e.Tags); err != nil {
+			return res, fmt.Errorf("pushing %s: %w", e.Target, err)
+		}
+		tr.Pushed = true
+		res.Targets = append(res.Targets, tr)
+	}
+	for s := range want {
+		return res, &ConfigError{Key: "targets", Msg: fmt.Sprintf("layout has no target %q", s)}
+	}
+	return res, nil
+}
