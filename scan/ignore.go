@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,7 +156,9 @@ func (r *IgnoreRule) Matches(f *Finding) bool {
 	if r.ID != f.ID {
 		return false
 	}
-	if len(r.Paths) > 0 && !matchAnyPath(r.Paths, f.PkgPath) {
+	if len(r.Paths) > 0 && !slices.ContainsFunc(append([]string{f.PkgPath}, f.PkgPaths...), func(p string) bool {
+		return matchAnyPath(r.Paths, p)
+	}) {
 		return false
 	}
 	if len(r.PURLs) > 0 {

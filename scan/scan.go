@@ -56,11 +56,16 @@ type DBInfo struct {
 
 // Finding is one vulnerability in one package version.
 type Finding struct {
-	ID               string   `json:"id"`
-	Severity         Severity `json:"severity"`
-	PkgName          string   `json:"pkgName"`
-	PkgType          string   `json:"pkgType"` // e.g. gobinary, debian, alpine
-	PkgPath          string   `json:"pkgPath,omitempty"`
+	ID       string   `json:"id"`
+	Severity Severity `json:"severity"`
+	PkgName  string   `json:"pkgName"`
+	PkgType  string   `json:"pkgType"` // e.g. gobinary, debian, alpine
+	// PkgPath is the file in the image that holds the package (a Go
+	// binary), empty for OS packages. When several files hold the same
+	// package version, it is the first of PkgPaths.
+	PkgPath string `json:"pkgPath,omitempty"`
+	// PkgPaths lists every such file when there is more than one, sorted.
+	PkgPaths         []string `json:"pkgPaths,omitempty"`
 	PURL             string   `json:"purl,omitempty"`
 	InstalledVersion string   `json:"installedVersion"`
 	FixedVersion     string   `json:"fixedVersion,omitempty"`
