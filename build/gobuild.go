@@ -23,12 +23,21 @@ type GoBuildError struct {
 	Err      error
 }
 
+// Error is the go command's first line of output; Output has all of it.
 func (e *GoBuildError) Error() string {
 	out := strings.TrimSpace(e.Output)
 	if out == "" {
 		return fmt.Sprintf("go build %s for %s: %v", e.Target, e.Platform, e.Err)
 	}
-	return fmt.Sprintf("go build %s for %s: %s", e.Target, e.Platform, out)
+	first, rest, _ := strings.Cut(out, "\n")
+	if rest != "" && strings.HasPrefix(first, "# ") {
+		// "# package" header of compile errors: the error is on the next line.
+		first, rest, _ = strings.Cut(rest, "\n")
+	}
+	if rest != "" {
+		first += " (and more, above)"
+	}
+	return fmt.Sprintf("go build %s for %s: %s", e.Target, e.Platform, first)
 }
 
 func (e *GoBuildError) Unwrap() error { return e.Err }

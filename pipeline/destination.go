@@ -15,6 +15,15 @@ type RegistryDestination struct {
 
 var _ Destination = (*RegistryDestination)(nil)
 
+// Check implements Checker: the registry is reachable and accepts pushes
+// to the job's repository with the configured credentials.
+func (d *RegistryDestination) Check(ctx context.Context, j Job) error {
+	if err := d.Registry.CheckPush(ctx, j.Repository); err != nil {
+		return err
+	}
+	return nil
+}
+
 // WriteImage implements Destination.
 func (d *RegistryDestination) WriteImage(ctx context.Context, j Job, b *build.Result) (string, error) {
 	if j.Repository.RepositoryStr() == "" {

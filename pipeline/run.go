@@ -85,6 +85,12 @@ func Run(ctx context.Context, jobs []Job, st Stages, o RunOptions) (*Results, er
 	errs := make([]error, len(jobs))
 	bases := newBaseCache(st.ResolveBase, st.VerifyBase)
 
+	// Fail fast, before compiling anything, on what every target shares:
+	// the destination (reachable, writable) and the base images.
+	if err := preflight(ctx, jobs, st.Destination, bases); err != nil {
+		return res, err
+	}
+
 	var wg sync.WaitGroup
 	for i, j := range jobs {
 		wg.Add(1)
@@ -121,12 +127,47 @@ func Run(ctx context.Context, jobs []Job, st Stages, o RunOptions) (*Results, er
 			tr.Error = errs[i].Error()
 		}
 		tr.Timings["push"] = Duration(time.Since(start))
-		log.Info("written", "target", j.Target.Name, "ref", tr.Ref)
+		if errs[i] == nil {
+			log.Info("written", "target", j.Target.Name, "ref", tr.Ref)
+		}
 	}
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
 	return res, joinErrors(jobs, errs)
+}
+
+// Checker is implemented by destinations that can check, before the
+// build, that a job can be written (e.g. push permission).
+type Checker interface {
+	Check(ctx context.Context, job Job) error
+}
+
+func preflight(ctx context.Context, jobs []Job, d Destination, bases *baseCache) error {
+	if c, ok := d.(Checker); ok {
+		seen := map[string]bool{}
+		for _, j := range jobs {
+			key := j.Repository.String()
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			if err := c.Check(ctx, j); err != nil {
+				return err
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		if seen[j.BaseRef] {
+			continue
+		}
+		seen[j.BaseRef] = true
+		if _, err := bases.get(ctx, j.BaseRef); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prepare runs everything before the write: base, build, scan, gate, sign.
@@ -135,7 +176,7 @@ func prepare(ctx context.Context, j Job, st Stages, bases *baseCache, tr *Target
 	start := time.Now()
 	base, err := bases.get(ctx, j.BaseRef)
 	if err != nil {
-		return nil, nil, fmt.Errorf("base of %s: %w", name, err)
+		return nil, nil, err
 	}
 	t := j.Target
 	t.Base = base

@@ -3,6 +3,9 @@ package publish
 import (
 	"context"
 	"fmt"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -11,17 +14,55 @@ import (
 
 // Registry writes images to a container registry.
 type Registry struct {
-	opts []remote.Option
+	keychain  authn.Keychain
+	transport http.RoundTripper
+	opts      []remote.Option
 }
 
-// NewRegistry returns a Registry publisher. opts are passed to every
-// go-containerregistry remote call (auth, transport, jobs, progress).
-func NewRegistry(opts ...remote.Option) *Registry {
-	return &Registry{opts: opts}
+// Option configures NewRegistry.
+type Option func(*Registry)
+
+// WithKeychain sets where credentials come from. Default:
+// authn.DefaultKeychain (Docker's config.json and credential helpers).
+func WithKeychain(kc authn.Keychain) Option { return func(r *Registry) { r.keychain = kc } }
+
+// WithTransport sets the HTTP transport. Default: remote.DefaultTransport.
+func WithTransport(t http.RoundTripper) Option { return func(r *Registry) { r.transport = t } }
+
+// WithRemoteOptions adds go-containerregistry options to every remote call
+// (jobs, user agent, progress). Default: none.
+func WithRemoteOptions(opts ...remote.Option) Option {
+	return func(r *Registry) { r.opts = append(r.opts, opts...) }
 }
 
-func (r *Registry) remoteOpts(ctx context.Context) []remote.Option {
-	return append([]remote.Option{remote.WithContext(ctx)}, r.opts...)
+// NewRegistry returns a Registry publisher.
+func NewRegistry(opts ...Option) *Registry {
+	r := &Registry{keychain: authn.DefaultKeychain, transport: remote.DefaultTransport}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// RemoteOptions are the options of every remote call made for ctx.
+func (r *Registry) RemoteOptions(ctx context.Context) []remote.Option {
+	return append([]remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(r.keychain),
+		remote.WithTransport(r.transport),
+	}, r.opts...)
+}
+
+func (r *Registry) remoteOpts(ctx context.Context) []remote.Option { return r.RemoteOptions(ctx) }
+
+// CheckPush checks, with one upload initiation that is cancelled at once,
+// that repo's registry is reachable and accepts pushes with the
+// configured credentials. Nothing is uploaded.
+func (r *Registry) CheckPush(ctx context.Context, repo name.Repository) error {
+	if err := remote.CheckPushPermission(repo.Tag("slipway-push-check"), r.keychain, r.transport); err != nil {
+		return fmt.Errorf("cannot push to %s: %w", repo, err)
+	}
+	return nil
 }
 
 // WriteIndex writes idx to repo by digest, with no tag: blobs first (those

@@ -84,11 +84,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string) 
 		return err
 	}
 	if f.push {
-		ropts, err := remoteOptions(lc.Config, lc.Jobs)
+		reg, err := registry(lc.Config, lc.Jobs)
 		if err != nil {
 			return err
 		}
-		st.Destination = &pipeline.RegistryDestination{Registry: publish.NewRegistry(ropts...)}
+		st.Destination = &pipeline.RegistryDestination{Registry: reg}
 	} else {
 		l, err := publish.NewLayout(lc.OCILayout)
 		if err != nil {

@@ -4,10 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/slipway-build/slipway/build"
 )
 
 func main() {
@@ -15,7 +19,13 @@ func main() {
 	err := newRoot().ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "slipway: "+err.Error())
+		// The go command's own errors, verbatim, before slipway's line.
+		var gbe *build.GoBuildError
+		if errors.As(err, &gbe) && strings.Count(strings.TrimSpace(gbe.Output), "\n") > 0 {
+			fmt.Fprintln(os.Stderr, strings.TrimSpace(gbe.Output))
+		}
+		// One line: joined errors (one per target) are separated by "; ".
+		fmt.Fprintln(os.Stderr, "slipway: "+strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
 	}
 	os.Exit(exitCode(err))
 }

@@ -42,7 +42,7 @@ func newPushCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ropts, err := remoteOptions(lc.Config, lc.Jobs)
+			reg, err := registry(lc.Config, lc.Jobs)
 			if err != nil {
 				return err
 			}
@@ -58,7 +58,7 @@ func newPushCmd(g *globalFlags) *cobra.Command {
 			if layoutSignatures != nil {
 				sigs = layoutSignatures(dir)
 			}
-			res, err := pipeline.PushLayout(cmd.Context(), l, publish.NewRegistry(ropts...), repoFor, sigs, args[1:])
+			res, err := pipeline.PushLayout(cmd.Context(), l, reg, repoFor, sigs, args[1:])
 			if werr := printRefs(res, imageRefs); werr != nil && err == nil {
 				err = werr
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/slipway-build/slipway/pipeline"
+	"github.com/slipway-build/slipway/publish"
 )
 
 // version is set with -ldflags "-X main.version=…" by make build.
@@ -18,11 +20,35 @@ var version = "devel"
 
 func userAgent() string { return "slipway/" + version }
 
-// remoteOptions are the go-containerregistry options for every registry
-// call: credentials from Docker's config and credential helpers, a bounded
-// number of parallel uploads, retries of transient errors, and extra CAs
-// from SSL_CERT_FILE/SSL_CERT_DIR (Go's defaults) plus SLIPWAY_CA_FILE.
+// registry is the publisher for pushes: credentials from Docker's config
+// and credential helpers, a bounded number of parallel uploads, and extra
+// CAs from SSL_CERT_FILE/SSL_CERT_DIR (Go's defaults) plus SLIPWAY_CA_FILE.
+func registry(c *pipeline.Config, jobs int) (*publish.Registry, error) {
+	tr, err := transport()
+	if err != nil {
+		return nil, err
+	}
+	if jobs < 1 {
+		jobs = 4
+	}
+	return publish.NewRegistry(
+		publish.WithKeychain(authn.DefaultKeychain),
+		publish.WithTransport(tr),
+		publish.WithRemoteOptions(remote.WithUserAgent(userAgent()), remote.WithJobs(jobs)),
+	), nil
+}
+
+// remoteOptions are the options for reads (bases, images to scan or verify).
 func remoteOptions(c *pipeline.Config, jobs int) ([]remote.Option, error) {
+	r, err := registry(c, jobs)
+	if err != nil {
+		return nil, err
+	}
+	return r.RemoteOptions(context.Background()), nil
+}
+
+// transport is the HTTP transport for registries.
+func transport() (http.RoundTripper, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if f := os.Getenv("SLIPWAY_CA_FILE"); f != "" {
 		pool, err := x509.SystemCertPool()
@@ -38,15 +64,7 @@ func remoteOptions(c *pipeline.Config, jobs int) ([]remote.Option, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	if jobs < 1 {
-		jobs = 4
-	}
-	return []remote.Option{
-		remote.WithAuthFromKeychain(authn.DefaultKeychain),
-		remote.WithTransport(tr),
-		remote.WithUserAgent(userAgent()),
-		remote.WithJobs(jobs),
-	}, nil
+	return tr, nil
 }
 
 // insecureFunc reports whether plain HTTP is allowed for a host: loopback

@@ -1,0 +1,143 @@
+// Package e2e runs the slipway binary, built once, against real components:
+// Debian's docker-registry, umoci and runc.
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// slipwayBin is the binary every test runs, built once in TestMain.
+var slipwayBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "slipway-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		slipwayBin = filepath.Join(dir, "slipway")
+		if pre := os.Getenv("SLIPWAY_BIN"); pre != "" {
+			slipwayBin = pre
+		} else {
+			_, file, _, _ := runtime.Caller(0)
+			cmd := exec.Command("go", "build", "-o", slipwayBin, "./cmd/slipway")
+			cmd.Dir = filepath.Dir(filepath.Dir(file))
+			cmd.Env = append(os.Environ(), "GOEXPERIMENT=jsonv2")
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "building slipway:", err)
+				return 1
+			}
+		}
+		return m.Run()
+	}())
+}
+
+// result is one slipway invocation.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// slipway runs the binary in dir with env added to a clean environment.
+func slipway(t testing.TB, dir string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(slipwayBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(baseEnv(t), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running slipway: %v", err)
+	}
+	return result{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+// baseEnv is the environment slipway runs with in tests: PATH, HOME and the
+// Go caches of the test process (so builds are warm), no SLIPWAY_* from the
+// outside, and a Docker config dir with no credentials.
+func baseEnv(t testing.TB) []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "GOCACHE", "GOMODCACHE", "GOPATH", "GOROOT", "GOPROXY", "GOFLAGS", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	if _, ok := os.LookupEnv("GOCACHE"); !ok {
+		out, _ := exec.Command("go", "env", "GOCACHE").Output()
+		env = append(env, "GOCACHE="+strings.TrimSpace(string(out)))
+	}
+	env = append(env, "DOCKER_CONFIG="+t.TempDir(), "GOPROXY=off")
+	return env
+}
+
+// repoRoot is the slipway checkout.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// copyApp copies testdata/apps/NAME to a fresh directory and returns it.
+func copyApp(t testing.TB, name string) string {
+	t.Helper()
+	src := filepath.Join(repoRoot(), "testdata", "apps", name)
+	dst := filepath.Join(t.TempDir(), name)
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// writeFile writes content to dir/name.
+func writeFile(t testing.TB, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
