@@ -91,10 +91,19 @@ func reproducibleLayer(files []layerFile, mtime time.Time, mt types.MediaType) (
 		return nil, err
 	}
 	b := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(b)), nil
 	}, tarball.WithMediaType(mt), tarball.WithCompressedCaching)
+	if err != nil {
+		return nil, err
+	}
+	return plainLayer{l}, nil
 }
+
+// plainLayer hides the tarball layer's Descriptor method, whose empty (not
+// nil) annotations map makes mutate's in-memory manifest differ from the
+// bytes it serialises (validate.Image flags it).
+type plainLayer struct{ v1.Layer }
 
 // fileFromDisk reads a file of the build machine into a layer.
 func fileFromDisk(src, dst string, mode int64) layerFile {

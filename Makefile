@@ -1,0 +1,53 @@
+# slipway — see README.md. Trivy needs encoding/json/v2: every go command
+# here runs with GOEXPERIMENT=jsonv2.
+export GOEXPERIMENT := jsonv2
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+BIN     := bin/slipway
+# Debian packages the tests run against.
+DEB_PKGS := docker-registry umoci runc
+DEB_BINS := /usr/bin/docker-registry /usr/bin/umoci /usr/sbin/runc
+
+.PHONY: all build deps demo test test-short bench fuzz vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/slipway
+
+# Installs the Debian packages the tests need, when any is missing.
+deps:
+	@missing=""; for b in $(DEB_BINS); do [ -x $$b ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing $(DEB_PKGS)"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS) >/dev/null; \
+	fi
+
+# Builds, scans (with the fixture vulnerability DB from testdata), signs
+# (with a demo key generated here) and writes the sample service to
+# dist/oci. No registry and no network needed.
+demo: build
+	@scripts/demo.sh
+
+# The whole suite: unit, integration (docker-registry, umoci, runc) and e2e.
+test: deps
+	SLIPWAY_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 60m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+bench: build deps
+	@scripts/bench.sh
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeStrict -fuzztime 60s ./pipeline
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin dist
