@@ -384,7 +384,13 @@ func mergeFinding(r *scan.Report, seen map[findingKey]int, res types.Result, v t
 	if !slices.Contains(f.Platforms, platform) {
 		f.Platforms = append(f.Platforms, platform)
 	}
-	if p := strings.TrimPrefix(v.PkgPath, "/"); p != "" {
+	// Trivy records where a language package was found in PkgPath for some
+	// types and only in the result target (the binary) for Go binaries.
+	path := v.PkgPath
+	if path == "" && res.Class == types.ClassLangPkg {
+		path = res.Target
+	}
+	if p := strings.TrimPrefix(path, "/"); p != "" {
 		f.PkgPaths = append(f.PkgPaths, p)
 	}
 }
