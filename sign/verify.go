@@ -250,7 +250,7 @@ func (vr *verifier) noSignatureReason(v *Verdict) string {
 	if len(v.Signatures) == 0 {
 		return "no signatures found"
 	}
-	return fmt.Sprintf("none of %d signatures is valid for %s from a trusted key", len(v.Signatures), vr.hash)
+	return fmt.Sprintf("none of %d signatures is valid for %s from a trusted key (first: %s)", len(v.Signatures), vr.hash, v.Signatures[0].Error)
 }
 
 // fetchedLayer is one layer of a signature or attestation image.
