@@ -364,7 +364,7 @@ func (vr *verifier) signatures(v *Verdict) error {
 			break
 		}
 		if res.KeyID == "" {
-			res.Error = "not valid for this digest from any trusted key: " + firstLine(firstErr)
+			res.Error = firstLine(firstErr)
 		}
 		v.Signatures = append(v.Signatures, res)
 	}
@@ -432,7 +432,7 @@ func (vr *verifier) attestations(v *Verdict, pol *Policy, desc *remote.Descripto
 			break
 		}
 		if res.KeyID == "" {
-			res.Error = "not valid for this digest from any trusted key: " + firstLine(firstErr)
+			res.Error = firstLine(firstErr)
 			v.Attestations = append(v.Attestations, res)
 			continue
 		}
@@ -549,10 +549,10 @@ func (vr *verifier) vulnReasons(pol *Policy) []string {
 		}
 	}
 	if newest == nil {
-		if len(vr.atts[KindVuln]) == 0 && !slices.Contains(pol.RequireAttestations, KindVuln) {
-			return []string{"no vuln attestation signed by a trusted key (required by max severity / max scan age)"}
+		if slices.Contains(pol.RequireAttestations, KindVuln) {
+			return nil // already reported as a missing required attestation
 		}
-		return nil
+		return []string{"no vuln attestation signed by a trusted key (required by max severity / max scan age)"}
 	}
 	var reasons []string
 	now := vr.opts.now()
