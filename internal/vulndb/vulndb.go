@@ -78,7 +78,7 @@ func Build(fixturesDir, outDir string, updatedAt time.Time) error {
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		return fmt.Errorf("db permissions: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), db.Path(outDir)); err != nil {
+	if err := os.Rename(tmp.Name(), db.Path(dbDir)); err != nil {
 		return fmt.Errorf("installing db: %w", err)
 	}
 	meta := metadata.Metadata{

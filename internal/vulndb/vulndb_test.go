@@ -1,6 +1,7 @@
 package vulndb
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,6 +18,10 @@ func TestBuild(t *testing.T) {
 	if err := Build(filepath.Join("..", "..", "testdata", "vulndb"), out, at); err != nil {
 		t.Fatal(err)
 	}
+	// Trivy's cache layout: <dir>/db/trivy.db next to metadata.json.
+	if _, err := os.Stat(filepath.Join(out, "db", "trivy.db")); err != nil {
+		t.Fatal(err)
+	}
 	meta, err := metadata.NewClient(filepath.Join(out, "db")).Get()
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +30,7 @@ func TestBuild(t *testing.T) {
 		t.Errorf("metadata = %+v", meta)
 	}
 
-	if err := db.Init(out, db.WithBoltOptions(&bolt.Options{ReadOnly: true})); err != nil {
+	if err := db.Init(filepath.Join(out, "db"), db.WithBoltOptions(&bolt.Options{ReadOnly: true})); err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()

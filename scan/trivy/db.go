@@ -93,7 +93,7 @@ func Status(dir string) (DBStatus, error) {
 
 func status(dir string, now time.Time) (DBStatus, error) {
 	st := DBStatus{Dir: dir}
-	if _, err := os.Stat(db.Path(dir)); err != nil {
+	if _, err := os.Stat(db.Path(filepath.Join(dir, "db"))); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return st, &DBError{Problem: DBMissing, Dir: dir, Err: err}
 		}
@@ -159,7 +159,7 @@ func openDB(dir string) (release func(), err error) {
 			_ = db.Close()
 			dbOpen = ""
 		}
-		if err := db.Init(dir, db.WithBoltOptions(&bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})); err != nil {
+		if err := db.Init(filepath.Join(dir, "db"), db.WithBoltOptions(&bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})); err != nil {
 			return nil, &DBError{Problem: DBInvalid, Dir: dir, Err: err}
 		}
 		dbOpen = dir

@@ -28,7 +28,6 @@ func findings(r *scan.Report, id string) []scan.Finding {
 	return out
 }
 
-
 func TestScanGoModuleTrimpathBinary(t *testing.T) {
 	db := fixtureDB(t, now.Add(-time.Hour))
 	s := newScanner(t, db)
