@@ -3,6 +3,10 @@ package sign
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	fakekms "github.com/sigstore/sigstore/pkg/signature/kms/fake"
 )
 
 func TestGenerateKeyPairLoadsInCosign(t *testing.T) {
@@ -167,6 +172,50 @@ func TestDependencies(t *testing.T) {
 					t.Errorf("%s imports %s", pkg, imp)
 				}
 			}
+		}
+	}
+}
+
+// TestKMSKey signs through sigstore's in-memory fake KMS provider, the same
+// code path as awskms:// and friends (sign/kms), without any network.
+func TestKMSKey(t *testing.T) {
+	pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.WithValue(context.Background(), fakekms.KmsCtxKey{}, crypto.PrivateKey(pk))
+	const ref = fakekms.ReferenceScheme + "test-key"
+	key, err := LoadPrivateKeyContext(ctx, ref, func(bool) ([]byte, error) {
+		t.Error("a KMS key asked for a password")
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatalf("LoadPrivateKeyContext(%s): %v", ref, err)
+	}
+	pubs, err := LoadPublicKeysContext(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pubs[0].ID() != key.Public().ID() || pubs[0].Ref() != ref {
+		t.Fatalf("public key %s, private key %s", pubs[0], key)
+	}
+	repo := mustRepo(t, memRegistry(t)+"/app")
+	idx := testIndex(t)
+	d := pushIndex(t, repo, "v1", idx)
+	signAndWrite(t, key, idx, repo)
+	if _, err := Verify(ctx, d, Policy{Keys: pubs}); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+	if err := cosignCheck(t, d, pubs[0], nil); err != nil {
+		t.Errorf("cosign.VerifyImageSignatures: %v", err)
+	}
+
+	// A provider that is not linked in is refused up front: sigstore's
+	// plugin fallback (exec sigstore-kms-<scheme>) is never reached.
+	t.Setenv("PATH", t.TempDir())
+	for _, ref := range []string{"awskms:///alias/x", "myplugin://key"} {
+		if _, err := LoadPrivateKeyContext(ctx, ref, nil); err == nil || !strings.Contains(err.Error(), "unsupported scheme") {
+			t.Errorf("LoadPrivateKeyContext(%s) = %v, want unsupported scheme", ref, err)
 		}
 	}
 }
