@@ -364,7 +364,7 @@ func layoutSignatures(img v1.Image) ([]oci.Signature, error) {
 		if err != nil {
 			return nil, err
 		}
-		b, err := readAll(io.NopCloser(io.LimitReader(rc, desc.Size+1)))
+		b, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
 		rc.Close()
 		if err != nil {
 			return nil, err

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 
@@ -213,9 +212,3 @@ func (k *Keyed) attest(ctx context.Context, repo name.Repository, h v1.Hash, req
 
 // predicateTypeAnnotation is the layer annotation cosign sets on attestations.
 const predicateTypeAnnotation = "predicateType"
-
-// readAll reads r, closing it.
-func readAll(rc io.ReadCloser) ([]byte, error) {
-	defer rc.Close()
-	return io.ReadAll(rc)
-}

@@ -15,7 +15,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/in-toto/in-toto-golang/in_toto"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+	cattest "github.com/sigstore/cosign/v2/pkg/cosign/attestation"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 
@@ -126,6 +128,7 @@ func checkAttestations(t *testing.T, atts []oci.Signature, d name.Digest) {
 			t.Errorf("predicateType annotation %q, statement %q", ann[predicateTypeAnnotation], st.PredicateType)
 		}
 		seen[st.PredicateType] = true
+		checkCosignTypedDecode(t, p, st.PredicateType)
 		switch st.PredicateType {
 		case PredicateSPDX:
 			var doc struct {
@@ -649,6 +652,39 @@ func TestSecretsStayOut(t *testing.T) {
 		}
 		if out, err := grepDir(layout, secret); err != nil || out {
 			t.Errorf("layout contains a password (%v)", err)
+		}
+	}
+}
+
+// checkCosignTypedDecode decodes an attestation's statement into the typed
+// structs `cosign verify-attestation --type spdxjson|cyclonedx|vuln|
+// slsaprovenance1` decode it into (cosign pkg/policy.AttestationToPayloadJSON).
+func checkCosignTypedDecode(t *testing.T, envelope []byte, predicateType string) {
+	t.Helper()
+	var env struct{ Payload string }
+	if err := json.Unmarshal(envelope, &env); err != nil {
+		t.Fatal(err)
+	}
+	body, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch predicateType {
+	case PredicateSPDX:
+		var st in_toto.SPDXStatement
+		if err := json.Unmarshal(body, &st); err != nil || st.Predicate == nil {
+			t.Errorf("cosign SPDXStatement decode: %v", err)
+		}
+	case PredicateVuln:
+		var st cattest.CosignVulnStatement
+		if err := json.Unmarshal(body, &st); err != nil || st.Predicate.Metadata.ScanFinishedOn.IsZero() || st.Predicate.Scanner.Version == "" {
+			t.Errorf("cosign CosignVulnStatement decode: %v (%+v)", err, st.Predicate.Metadata)
+		}
+	case PredicateProvenance:
+		var st in_toto.ProvenanceStatementSLSA1
+		if err := json.Unmarshal(body, &st); err != nil || st.Predicate.BuildDefinition.BuildType == "" ||
+			st.Predicate.RunDetails.BuildMetadata.StartedOn == nil || len(st.Predicate.BuildDefinition.ResolvedDependencies) != 2 {
+			t.Errorf("in-toto ProvenanceStatementSLSA1 decode: %v (%+v)", err, st.Predicate)
 		}
 	}
 }
