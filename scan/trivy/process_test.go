@@ -20,13 +20,19 @@ import (
 	"github.com/slipway-build/slipway/scan"
 )
 
-// TestMain refuses HTTP requests to any host other than loopback, from the
-// default transports of net/http and ggcr, and fails the run if one was
-// attempted. TestScanInEmptyNetworkNamespace checks the scan as a whole
-// (every dial, any transport) by running it where no network exists.
+// TestMain hooks the dialers of the default transports of net/http and
+// ggcr: a dial to any address other than loopback is refused and fails the
+// run. TestScanInEmptyNetworkNamespace checks the scan as a whole (every
+// dial, any transport) by running it where no network exists.
 func TestMain(m *testing.M) {
-	http.DefaultTransport = loopbackOnly{http.DefaultTransport}
-	remote.DefaultTransport = loopbackOnly{remote.DefaultTransport}
+	for _, rt := range []http.RoundTripper{http.DefaultTransport, remote.DefaultTransport} {
+		tr, ok := rt.(*http.Transport)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "cannot hook %T\n", rt)
+			os.Exit(2)
+		}
+		tr.DialContext = loopbackDial(tr.DialContext)
+	}
 	code := m.Run()
 	if v := blockedDials(); len(v) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: requests to non-loopback hosts: %v\n", v)
@@ -46,17 +52,25 @@ func blockedDials() []string {
 	return append([]string(nil), blocked...)
 }
 
-type loopbackOnly struct{ rt http.RoundTripper }
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-func (l loopbackOnly) RoundTrip(r *http.Request) (*http.Response, error) {
-	host := r.URL.Hostname()
-	if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" {
-		blockedMu.Lock()
-		blocked = append(blocked, r.URL.String())
-		blockedMu.Unlock()
-		return nil, fmt.Errorf("test forbids requests to %s", host)
+func loopbackDial(next dialFunc) dialFunc {
+	if next == nil {
+		next = (&net.Dialer{Timeout: 30 * time.Second}).DialContext
 	}
-	return l.rt.RoundTrip(r)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+			blockedMu.Lock()
+			blocked = append(blocked, network+":"+addr)
+			blockedMu.Unlock()
+			return nil, fmt.Errorf("test forbids dialling %s", addr)
+		}
+		return next(ctx, network, addr)
+	}
 }
 
 const helperEnv = "SLIPWAY_TRIVY_HELPER"
