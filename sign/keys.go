@@ -183,7 +183,6 @@ func LoadPrivateKeyContext(ctx context.Context, ref string, pf PassFunc) (*Priva
 			return nil, fmt.Errorf("reading password for %s: %w", ref, err)
 		}
 	}
-	defer clear(pass)
 	sv, err := decryptPrivateKey(raw, pass, ref)
 	if err != nil {
 		return nil, err

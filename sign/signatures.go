@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -210,6 +211,8 @@ const (
 	AnnotationPublicKey = "dev.slipway.sign.public-key"
 	// AnnotationPlatform is the subject's platform, for child manifests.
 	AnnotationPlatform = "dev.slipway.sign.platform"
+	// AnnotationIndex is the digest of the signed index the subject belongs to.
+	AnnotationIndex = "dev.slipway.sign.index"
 	// annotationRefName is the OCI ref name: the cosign tag it belongs at.
 	annotationRefName = "org.opencontainers.image.ref.name"
 
@@ -231,7 +234,7 @@ func WriteLayout(path string, sigs *Signatures) error {
 	}
 	lp, err := layout.FromPath(path)
 	if err != nil {
-		if _, statErr := os.Stat(path + "/index.json"); !errors.Is(statErr, os.ErrNotExist) {
+		if _, statErr := os.Stat(filepath.Join(path, "index.json")); !errors.Is(statErr, os.ErrNotExist) {
 			return fmt.Errorf("opening layout %s: %w", path, err)
 		}
 		if lp, err = layout.Write(path, empty.Index); err != nil {
@@ -258,6 +261,7 @@ func WriteLayout(path string, sigs *Signatures) error {
 				AnnotationSubject:    s.Digest.String(),
 				AnnotationRepository: sigs.repo.Name(),
 				AnnotationPublicKey:  string(sigs.key.pem),
+				AnnotationIndex:      sigs.Digest().String(),
 				annotationRefName:    fmt.Sprintf("%s-%s.%s", s.Digest.Algorithm, s.Digest.Hex, part.suffix),
 			}
 			if s.Platform != nil {
@@ -290,6 +294,7 @@ func ReadLayout(path string) (*Signatures, error) {
 		return nil, fmt.Errorf("reading layout %s: %w", path, err)
 	}
 	out := &Signatures{}
+	var indexDigest string
 	bySubject := map[v1.Hash]int{}
 	for _, desc := range im.Manifests {
 		kind := desc.Annotations[AnnotationKind]
@@ -309,9 +314,9 @@ func ReadLayout(path string) (*Signatures, error) {
 			return nil, err
 		}
 		if out.key == nil {
-			out.key, out.repo = key, repo
-		} else if out.key.id != key.id || out.repo.Name() != repo.Name() {
-			return nil, fmt.Errorf("layout %s: signatures of more than one key or repository", path)
+			out.key, out.repo, indexDigest = key, repo, desc.Annotations[AnnotationIndex]
+		} else if out.key.id != key.id || out.repo.Name() != repo.Name() || indexDigest != desc.Annotations[AnnotationIndex] {
+			return nil, fmt.Errorf("layout %s: signatures of more than one index, key or repository", path)
 		}
 		img, err := lp.Image(desc.Digest)
 		if err != nil {
@@ -341,6 +346,18 @@ func ReadLayout(path string) (*Signatures, error) {
 	if out.key == nil {
 		return nil, fmt.Errorf("layout %s: no slipway signatures", path)
 	}
+	// The index comes first, as Sign returns it.
+	idx := -1
+	for i, s := range out.subjects {
+		if s.Digest.String() == indexDigest {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return nil, fmt.Errorf("layout %s: no signatures of the index %s", path, indexDigest)
+	}
+	first := out.subjects[idx]
+	out.subjects = append([]Subject{first}, slices.Delete(out.subjects, idx, idx+1)...)
 	return out, nil
 }
 

@@ -1,6 +1,7 @@
 package sign
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -274,7 +275,7 @@ func (vr *verifier) fetchLayers(tag name.Tag, what string, mediaType types.Media
 	if desc.MediaType.IsIndex() {
 		return nil, &denial{fmt.Sprintf("%s tag %s holds an index, not a signature image", what, tag.TagStr())}
 	}
-	m, err := v1.ParseManifest(strings.NewReader(string(desc.Manifest)))
+	m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
 	if err != nil {
 		return nil, &denial{fmt.Sprintf("%s image %s is unreadable: %v", what, tag.TagStr(), err)}
 	}
@@ -311,7 +312,7 @@ func (vr *verifier) fetchBlob(l v1.Descriptor, what string) ([]byte, error) {
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, l.Size+1))
-	if err != nil && int64(len(b)) != l.Size {
+	if err != nil {
 		return nil, fmt.Errorf("reading %s layer %s: %w", what, l.Digest, err)
 	}
 	sum := sha256.Sum256(b)
@@ -478,13 +479,13 @@ func (vr *verifier) readBaseAnnotations(desc *remote.Descriptor) error {
 		return nil
 	}
 	if !desc.MediaType.IsIndex() {
-		m, err := v1.ParseManifest(strings.NewReader(string(desc.Manifest)))
+		m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
 		if err != nil {
 			return &denial{fmt.Sprintf("image manifest is unreadable: %v", err)}
 		}
 		return add(m.Annotations, "image manifest")
 	}
-	im, err := v1.ParseIndexManifest(strings.NewReader(string(desc.Manifest)))
+	im, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
 	if err != nil {
 		return &denial{fmt.Sprintf("index manifest is unreadable: %v", err)}
 	}
@@ -502,7 +503,7 @@ func (vr *verifier) readBaseAnnotations(desc *remote.Descriptor) error {
 		if err != nil {
 			return fmt.Errorf("reading platform manifest %s: %w", c.Digest, err)
 		}
-		m, err := v1.ParseManifest(strings.NewReader(string(cd.Manifest)))
+		m, err := v1.ParseManifest(bytes.NewReader(cd.Manifest))
 		if err != nil {
 			return &denial{fmt.Sprintf("platform manifest %s is unreadable: %v", c.Digest, err)}
 		}
