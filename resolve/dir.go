@@ -1,0 +1,146 @@
+package resolve
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// FileResult is what ResolveDir did to one file.
+type FileResult struct {
+	// Path is the file's path: dir joined with its path under dir.
+	Path string
+	// Changed counts the values replaced. A file with none is not rewritten.
+	Changed int
+}
+
+// ResolveDir resolves every *.yaml and *.yml file under dir, recursively, and
+// rewrites in place the files that changed (see Resolve). Directories whose
+// name starts with "." and files that are not regular files (symlinks, for
+// one) are skipped.
+//
+// All files are read and resolved before any is written, so an invalid or
+// unresolvable file (the error names it and the line) leaves every file as
+// it was. Each file is replaced atomically (a temporary file in the same
+// directory, renamed over it) and keeps its permission bits. The results
+// are in lexical path order, one per file, changed or not; if a write fails,
+// they list the files written before it.
+func ResolveDir(dir string, refs map[string]string) ([]FileResult, error) {
+	idx, err := newIndex(refs)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != dir && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		switch strings.ToLower(filepath.Ext(path)) {
+		case ".yaml", ".yml":
+			paths = append(paths, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	return idx.rewrite(paths)
+}
+
+// ResolveFile resolves the file at path (see Resolve) and, if anything
+// changed, rewrites it in place atomically, keeping its permission bits.
+// A symlink is followed: its target is rewritten. It returns the number
+// of values replaced.
+func ResolveFile(path string, refs map[string]string) (int, error) {
+	idx, err := newIndex(refs)
+	if err != nil {
+		return 0, err
+	}
+	if path, err = filepath.EvalSymlinks(path); err != nil {
+		return 0, err
+	}
+	rs, err := idx.rewrite([]string{path})
+	if err != nil {
+		return 0, err
+	}
+	return rs[0].Changed, nil
+}
+
+// rewrite resolves every file in paths, then writes those that changed.
+func (idx *index) rewrite(paths []string) ([]FileResult, error) {
+	type pending struct {
+		out  []byte
+		mode fs.FileMode
+	}
+	results := make([]FileResult, len(paths))
+	todo := make([]pending, len(paths))
+	for i, p := range paths {
+		results[i].Path = p
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !info.Mode().IsRegular() {
+			return nil, fmt.Errorf("%s: not a regular file", p)
+		}
+		in, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		out, n, err := idx.resolve(in)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		results[i].Changed = n
+		if n > 0 {
+			todo[i] = pending{out: out, mode: info.Mode()}
+		}
+	}
+	for i, p := range paths {
+		if todo[i].out == nil {
+			continue
+		}
+		if err := writeAtomic(p, todo[i].out, todo[i].mode); err != nil {
+			return results[:i], fmt.Errorf("writing %s: %w", p, err)
+		}
+	}
+	return results, nil
+}
+
+// writeAtomic replaces the file at path by data, with permissions mode.
+func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".slipway-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(mode.Perm()); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -1,0 +1,413 @@
+package resolve
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"go.yaml.in/yaml/v3"
+)
+
+// Scheme prefixes a placeholder value: any YAML scalar value that is exactly
+// Scheme+TARGET (slipway://hello) is replaced by TARGET's digest reference.
+const Scheme = "slipway://"
+
+// UnknownTargetError reports a placeholder naming a target that has no pushed
+// reference.
+type UnknownTargetError struct {
+	// Target is the name after Scheme.
+	Target string
+	// Line is the 1-based line of the placeholder.
+	Line int
+	// Known lists the targets that have a reference, sorted.
+	Known []string
+}
+
+func (e *UnknownTargetError) Error() string {
+	known := "none"
+	if len(e.Known) > 0 {
+		known = strings.Join(e.Known, ", ")
+	}
+	return fmt.Sprintf("line %d: %s%s: unknown target %q (pushed targets: %s)", e.Line, Scheme, e.Target, e.Target, known)
+}
+
+// Resolve rewrites the image references in the YAML stream in (one or more
+// documents) and reports how many values it replaced:
+//
+//   - every scalar value (not key) that is exactly slipway://TARGET, anywhere
+//     in a document, becomes refs[TARGET]; a TARGET missing from refs is an
+//     *UnknownTargetError;
+//   - every value of an "image" key that is a target's repository, bare
+//     (REPO) or tagged (REPO:TAG), becomes REPO@DIGEST, REPO as written.
+//     Repositories compare after normalization (docker.io/library/x == x),
+//     never by prefix. Values that already carry a digest are left alone.
+//
+// refs maps a target name to its pushed digest reference (REPO@sha256:…), as
+// returned by LoadResults. Only the replaced values change: comments,
+// indentation, key order, quoting style, line endings and document separators
+// are kept byte for byte. When nothing changes, out is in. Invalid YAML is an
+// error that names the line; nothing is returned with it.
+//
+// Not resolved: aliases (the anchored value is, where it is defined), block
+// scalars (an error if one matches), and structured references such as
+// Kustomize images: or Helm image.repository/tag pairs.
+func Resolve(in []byte, refs map[string]string) (out []byte, changed int, err error) {
+	idx, err := newIndex(refs)
+	if err != nil {
+		return nil, 0, err
+	}
+	return idx.resolve(in)
+}
+
+// index is refs, validated and indexed by repository.
+type index struct {
+	refs   map[string]string
+	byRepo map[string][]pushed // key: name.Repository.Name()
+	known  []string
+}
+
+type pushed struct {
+	target string
+	digest string // sha256:…
+}
+
+func newIndex(refs map[string]string) (*index, error) {
+	idx := &index{refs: refs, byRepo: map[string][]pushed{}}
+	for t, ref := range refs {
+		d, err := name.NewDigest(ref)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: reference %q: %w", t, ref, err)
+		}
+		if !plainSafe(ref) {
+			return nil, fmt.Errorf("target %s: reference %q has characters not allowed in an image reference", t, ref)
+		}
+		repo := d.Context().Name()
+		idx.byRepo[repo] = append(idx.byRepo[repo], pushed{target: t, digest: d.DigestStr()})
+		idx.known = append(idx.known, t)
+	}
+	sort.Strings(idx.known)
+	for _, ps := range idx.byRepo {
+		slices.SortFunc(ps, func(a, b pushed) int { return strings.Compare(a.target, b.target) })
+	}
+	return idx, nil
+}
+
+// plainSafe reports whether s can be written as a plain YAML scalar in any
+// context (block or flow) without changing its meaning.
+func plainSafe(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.', c == '_', c == '-', c == '/', c == ':', c == '@', c == '+':
+		default:
+			return false
+		}
+	}
+	return s[0] != '-' && s[0] != ':' && s[0] != '@'
+}
+
+func (idx *index) resolve(in []byte) ([]byte, int, error) {
+	docs, err := parse(in)
+	if err != nil {
+		return nil, 0, err
+	}
+	edits, err := idx.plan(in, docs)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(edits) == 0 {
+		return in, 0, nil
+	}
+	out, err := apply(in, edits)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The splice keeps the quoting of each value and writes only characters
+	// that are plain-safe, so this cannot fail; check it anyway rather than
+	// hand back a manifest that no longer parses.
+	if _, err := parse(out); err != nil {
+		return nil, 0, fmt.Errorf("internal error: rewritten YAML does not parse: %w", err)
+	}
+	return out, len(edits), nil
+}
+
+// parse decodes every document of the stream in.
+func parse(in []byte) (docs []*yaml.Node, err error) {
+	if bytes.HasPrefix(in, []byte{0xFE, 0xFF}) || bytes.HasPrefix(in, []byte{0xFF, 0xFE}) {
+		return nil, errors.New("invalid YAML: UTF-16 input is not supported")
+	}
+	// The parser works on untrusted input; a bug in it must not take down
+	// the command.
+	defer func() {
+		if r := recover(); r != nil {
+			docs, err = nil, fmt.Errorf("invalid YAML: parser failed: %v", r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(in))
+	for {
+		n := new(yaml.Node)
+		if err := dec.Decode(n); err != nil {
+			if errors.Is(err, io.EOF) {
+				return docs, nil
+			}
+			return nil, fmt.Errorf("invalid YAML: %w", err)
+		}
+		docs = append(docs, n)
+	}
+}
+
+// edit replaces src[start:end] by text.
+type edit struct {
+	start, end int
+	text       string
+	line       int
+}
+
+// plan finds the values to replace and where they are in src.
+func (idx *index) plan(src []byte, docs []*yaml.Node) ([]edit, error) {
+	lines := lineStarts(src)
+	var edits []edit
+	var walk func(n *yaml.Node, image bool) error
+	walk = func(n *yaml.Node, image bool) error {
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode:
+			for _, c := range n.Content {
+				if err := walk(c, false); err != nil {
+					return err
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				isImage := k.Kind == yaml.ScalarNode && k.Value == "image"
+				if err := walk(n.Content[i+1], isImage); err != nil {
+					return err
+				}
+			}
+		case yaml.ScalarNode:
+			repl, ok, err := idx.replacement(n, image)
+			if err != nil || !ok {
+				return err
+			}
+			e, err := locate(src, lines, n, repl)
+			if err != nil {
+				return err
+			}
+			edits = append(edits, e)
+		}
+		// Aliases are not followed: the anchored node is visited where it
+		// is defined.
+		return nil
+	}
+	for _, d := range docs {
+		if err := walk(d, false); err != nil {
+			return nil, err
+		}
+	}
+	return edits, nil
+}
+
+// replacement returns the new value of the scalar n, if it has one. image
+// reports whether n is the value of an "image" key.
+func (idx *index) replacement(n *yaml.Node, image bool) (string, bool, error) {
+	if t, ok := strings.CutPrefix(n.Value, Scheme); ok {
+		ref, ok := idx.refs[t]
+		if !ok {
+			return "", false, &UnknownTargetError{Target: t, Line: n.Line, Known: idx.known}
+		}
+		return ref, true, nil
+	}
+	if !image {
+		return "", false, nil
+	}
+	v := n.Value
+	if strings.Contains(v, "@") {
+		return "", false, nil // pinned by digest already
+	}
+	repo := v
+	if i := strings.LastIndexByte(v, ':'); i > strings.LastIndexByte(v, '/') {
+		repo = v[:i]
+		if _, err := name.NewTag(v); err != nil {
+			return "", false, nil // not an image reference
+		}
+	}
+	r, err := name.NewRepository(repo)
+	if err != nil {
+		return "", false, nil
+	}
+	ps := idx.byRepo[r.Name()]
+	if len(ps) == 0 {
+		return "", false, nil
+	}
+	for _, p := range ps[1:] {
+		if p.digest != ps[0].digest {
+			return "", false, fmt.Errorf("line %d: image %q matches targets %s and %s with different digests; use %s%s instead",
+				n.Line, v, ps[0].target, p.target, Scheme, ps[0].target)
+		}
+	}
+	return repo + "@" + ps[0].digest, true, nil
+}
+
+// locate returns the edit that replaces the scalar n in src by repl, in
+// n's quoting style.
+func locate(src []byte, lines []int, n *yaml.Node, repl string) (edit, error) {
+	fail := func(why string) (edit, error) {
+		return edit{}, fmt.Errorf("line %d: cannot locate value %q in the source: %s", n.Line, n.Value, why)
+	}
+	if n.Line < 1 || n.Line > len(lines) || n.Column < 1 {
+		return fail("position out of range")
+	}
+	off := lines[n.Line-1]
+	for range n.Column - 1 {
+		if off >= len(src) || breakLen(src, off) > 0 {
+			return fail("column past the end of the line")
+		}
+		_, w := utf8.DecodeRune(src[off:])
+		off += w
+	}
+	// The node's position is that of its properties (&anchor, !tag), if any.
+	for off < len(src) && (src[off] == '&' || src[off] == '!') {
+		for off < len(src) && !isBlank(src[off]) && breakLen(src, off) == 0 {
+			off++
+		}
+		off = skipSpace(src, off)
+	}
+	e := edit{start: off, line: n.Line}
+	switch n.Style &^ (yaml.TaggedStyle | yaml.FlowStyle) {
+	case 0: // plain
+		end := off + len(n.Value)
+		if !bytes.HasPrefix(src[off:], []byte(n.Value)) || !plainEnd(src, end) {
+			return fail("plain scalar not found")
+		}
+		e.end, e.text = end, repl
+	case yaml.SingleQuotedStyle:
+		end, ok := quotedEnd(src, off, '\'')
+		if !ok {
+			return fail("single-quoted scalar not found")
+		}
+		e.end, e.text = end, "'"+repl+"'"
+	case yaml.DoubleQuotedStyle:
+		end, ok := quotedEnd(src, off, '"')
+		if !ok {
+			return fail("double-quoted scalar not found")
+		}
+		e.end, e.text = end, `"`+repl+`"`
+	default:
+		return edit{}, fmt.Errorf("line %d: %q is a block scalar (| or >); write it as a plain or quoted scalar", n.Line, n.Value)
+	}
+	return e, nil
+}
+
+// quotedEnd returns the offset just past the quoted scalar that starts at
+// src[off] with quote q.
+func quotedEnd(src []byte, off int, q byte) (int, bool) {
+	if off >= len(src) || src[off] != q {
+		return 0, false
+	}
+	for i := off + 1; i < len(src); i++ {
+		switch {
+		case q == '"' && src[i] == '\\':
+			i++ // the escaped character is never the closing quote
+		case src[i] == q && q == '\'' && i+1 < len(src) && src[i+1] == '\'':
+			i++ // '' is an escaped quote
+		case src[i] == q:
+			return i + 1, true
+		}
+	}
+	return 0, false
+}
+
+// plainEnd reports whether a plain scalar can end at src[i].
+func plainEnd(src []byte, i int) bool {
+	if i >= len(src) {
+		return true
+	}
+	switch src[i] {
+	case ' ', '\t', ',', ']', '}', ':':
+		return true
+	}
+	return breakLen(src, i) > 0
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+// skipSpace skips blanks, line breaks and comments from src[off].
+func skipSpace(src []byte, off int) int {
+	for off < len(src) {
+		switch {
+		case isBlank(src[off]):
+			off++
+		case breakLen(src, off) > 0:
+			off += breakLen(src, off)
+		case src[off] == '#':
+			for off < len(src) && breakLen(src, off) == 0 {
+				off++
+			}
+		default:
+			return off
+		}
+	}
+	return off
+}
+
+// breakLen returns the length of the line break at src[i], or 0. Like the
+// parser, it counts CR LF, CR, LF, NEL, LS and PS as line breaks.
+func breakLen(src []byte, i int) int {
+	switch {
+	case src[i] == '\r' && i+1 < len(src) && src[i+1] == '\n':
+		return 2
+	case src[i] == '\r' || src[i] == '\n':
+		return 1
+	case src[i] == 0xC2 && i+1 < len(src) && src[i+1] == 0x85:
+		return 2
+	case src[i] == 0xE2 && i+2 < len(src) && src[i+1] == 0x80 && (src[i+2] == 0xA8 || src[i+2] == 0xA9):
+		return 3
+	}
+	return 0
+}
+
+// lineStarts returns the offset of each line of src, counting lines as the
+// parser does (a leading UTF-8 byte order mark is not part of line 1).
+func lineStarts(src []byte) []int {
+	start := 0
+	if bytes.HasPrefix(src, []byte{0xEF, 0xBB, 0xBF}) {
+		start = 3
+	}
+	lines := []int{start}
+	for i := start; i < len(src); {
+		if n := breakLen(src, i); n > 0 {
+			i += n
+			lines = append(lines, i)
+			continue
+		}
+		i++
+	}
+	return lines
+}
+
+// apply returns src with the edits made.
+func apply(src []byte, edits []edit) ([]byte, error) {
+	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
+	var b bytes.Buffer
+	b.Grow(len(src) + 64*len(edits))
+	last := 0
+	for _, e := range edits {
+		if e.start < last {
+			return nil, fmt.Errorf("internal error: overlapping replacements at line %d", e.line)
+		}
+		b.Write(src[last:e.start])
+		b.WriteString(e.text)
+		last = e.end
+	}
+	b.Write(src[last:])
+	return b.Bytes(), nil
+}
