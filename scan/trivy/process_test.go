@@ -15,6 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/slipway-build/slipway/scan"
@@ -83,19 +84,50 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) == "" {
 		t.Skip("helper process only")
 	}
-	bin, err := os.ReadFile(os.Getenv("HELPER_BIN"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	s, err := New(WithDBDir(os.Getenv("HELPER_DB")), WithCacheDir(os.Getenv("HELPER_CACHE")), WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.Scan(context.Background(), appOnDebian(t, bin))
+	var idx v1.ImageIndex
+	if dir := os.Getenv("HELPER_LAYOUT"); dir != "" {
+		// The benchmark's image, read from an OCI layout as slipway reads
+		// an oci: reference.
+		p, err := layout.FromPath(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outer, err := p.ImageIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := outer.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if idx, err = outer.ImageIndex(im.Manifests[0].Digest); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		bin, err := os.ReadFile(os.Getenv("HELPER_BIN"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = appOnDebian(t, bin)
+	}
+	r, err := s.Scan(context.Background(), idx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Printf("RESULT %s\n", summary(r))
+	// The peak RSS of this process image (exec resets it; getrusage's
+	// maxrss would include the parent's, shared before exec).
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				fmt.Printf("VMHWM %s\n", strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			}
+		}
+	}
 }
 
 // appOnDebian is the image the helper process and the tests scan: a
