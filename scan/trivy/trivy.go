@@ -204,9 +204,9 @@ func trivyVersion() string {
 	return "v0.74.0" // test binaries carry no dependency versions
 }
 
-// DBStatus checks the scanner's DB as a scan would: missing, wrong schema
-// and (unless stale DBs are allowed) too old are errors.
-func (s *Scanner) DBStatus() (DBStatus, error) {
+// CheckDB checks the scanner's DB as a scan would: missing, wrong schema
+// and (unless stale DBs are allowed) too old are *DBError.
+func (s *Scanner) CheckDB() (DBStatus, error) {
 	return checkDB(s.o.dbDir, s.o.now(), s.o.maxAge, s.o.allowStale, s.o.log)
 }
 
