@@ -97,7 +97,7 @@ func reproducibleLayer(files []layerFile, mtime time.Time, mt types.MediaType) (
 	if err != nil {
 		return nil, err
 	}
-	return plainLayer{l}, nil
+	return &plainLayer{l}, nil
 }
 
 // plainLayer hides the tarball layer's Descriptor method, whose empty (not

@@ -61,7 +61,6 @@ func TestValidate(t *testing.T) {
 	base := "targets:\n  - name: hello\n    main: ./cmd/hello\n"
 	for _, c := range []struct{ name, yaml, want string }{
 		{"ok", base, ""},
-		{"no targets", "platforms: [linux/amd64]\n", "targets: at least one target"},
 		{"bad platform", "platforms: [linux/sparc]\n" + base, "platforms[0]"},
 		{"bad name", "targets:\n  - name: Hello\n", "targets[0].name"},
 		{"dup name", "targets:\n  - name: a\n  - name: a\n", "duplicate target"},

@@ -45,6 +45,9 @@ type PlanOptions struct {
 // Plan expands c (which must have passed Validate) into one Job per
 // selected target.
 func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
+	if len(c.Targets) == 0 {
+		return nil, &ConfigError{Key: "targets", Msg: "at least one target is required"}
+	}
 	env := map[string]string{}
 	for _, kv := range o.Environ {
 		k, v, _ := strings.Cut(kv, "=")

@@ -66,9 +66,6 @@ func (c *Config) Validate(file string) error {
 	default:
 		return bad("on_failure", "must be abort or continue, got %q", c.OnFailure)
 	}
-	if len(c.Targets) == 0 {
-		return bad("targets", "at least one target is required")
-	}
 	seen := map[string]bool{}
 	for i := range c.Targets {
 		t := &c.Targets[i]

@@ -281,6 +281,23 @@ func WriteLayout(path string, sigs *Signatures) error {
 // ReadLayout reads back the signatures and attestations WriteLayout added to
 // the layout at path, so that they can be published with WriteRemote.
 func ReadLayout(path string) (*Signatures, error) {
+	return readLayout(path, nil)
+}
+
+// ReadLayoutFor reads back the signatures and attestations WriteLayout added
+// for the index with digest index, in a layout that may hold those of
+// several indexes. It returns nil, nil when the layout has none for it.
+func ReadLayoutFor(path string, index v1.Hash) (*Signatures, error) {
+	sigs, err := readLayout(path, &index)
+	if errors.Is(err, errNoLayoutSignatures) {
+		return nil, nil
+	}
+	return sigs, err
+}
+
+var errNoLayoutSignatures = errors.New("no slipway signatures")
+
+func readLayout(path string, only *v1.Hash) (*Signatures, error) {
 	lp, err := layout.FromPath(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening layout %s: %w", path, err)
@@ -299,6 +316,9 @@ func ReadLayout(path string) (*Signatures, error) {
 	for _, desc := range im.Manifests {
 		kind := desc.Annotations[AnnotationKind]
 		if kind != kindSignatures && kind != kindAttestations {
+			continue
+		}
+		if only != nil && desc.Annotations[AnnotationIndex] != only.String() {
 			continue
 		}
 		subj, err := v1.NewHash(desc.Annotations[AnnotationSubject])
@@ -344,7 +364,7 @@ func ReadLayout(path string) (*Signatures, error) {
 		}
 	}
 	if out.key == nil {
-		return nil, fmt.Errorf("layout %s: no slipway signatures", path)
+		return nil, fmt.Errorf("layout %s: %w", path, errNoLayoutSignatures)
 	}
 	// The index comes first, as Sign returns it.
 	idx := -1

@@ -3,23 +3,31 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/publish"
+	"github.com/slipway-build/slipway/scan"
 	"github.com/spf13/cobra"
 )
 
 // buildFlags are the flags of build and run.
 type buildFlags struct {
 	push       bool
+	scan       bool
+	sign       bool
+	allowStale bool
 	repository string
 	platforms  []string
 	ociLayout  string
 	imageRefs  string
+	outputJSON string
 	jobs       int
 	insecure   []string
 }
@@ -31,15 +39,18 @@ func (f *buildFlags) register(cmd *cobra.Command) {
 	fl.StringSliceVar(&f.platforms, "platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64 (config: platforms)")
 	fl.StringVar(&f.ociLayout, "oci-layout", "", "OCI layout directory when not pushing (config: oci_layout, default dist/oci)")
 	fl.StringVar(&f.imageRefs, "image-refs", "", "also write the digest references to this file, one per line")
+	fl.StringVar(&f.outputJSON, "output-json", "", "write the run's results (digests, findings, signatures, timings) as JSON")
 	fl.IntVarP(&f.jobs, "jobs", "j", 0, "concurrent builds and uploads (config: jobs, default: CPU count)")
 	fl.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry host reached over plain HTTP (repeatable)")
+	fl.BoolVar(&f.allowStale, "allow-stale-db", false, "scan with a DB older than scan.db.max_age (warns with its age)")
+	registerScanConfigFlags(fl)
 }
 
 // bindings maps flag names to config keys.
 func (f *buildFlags) bindings() map[string]string {
-	return map[string]string{
+	return merge(scanBindings, map[string]string{
 		"repository": "repository", "platform": "platforms", "oci-layout": "oci_layout", "jobs": "jobs",
-	}
+	})
 }
 
 func newBuildCmd(g *globalFlags) *cobra.Command {
@@ -56,14 +67,19 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
   # Only one target, two platforms, references to a file
   slipway build hello --platform linux/amd64,linux/arm64 --image-refs refs.txt`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runBuild(cmd, g, f, args)
+			return runBuild(cmd, g, f, args, nil)
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&f.scan, "scan", false, "scan every platform before writing; a failed gate writes nothing (exit 3)")
+	cmd.Flags().BoolVar(&f.sign, "sign", false, "sign the index and each platform manifest with sign.key before writing")
 	return cmd
 }
 
-func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string) error {
+// runBuild runs the pipeline for build and run. stages, when set, decides
+// from the config which optional stages run (run's behaviour); otherwise
+// the --scan and --sign flags do.
+func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, stages func(*loadedConfig) (scanOn, signOn bool)) error {
 	ctx := cmd.Context()
 	lc, err := loadConfig(g, cmd.Flags(), f.bindings())
 	if err != nil {
@@ -79,9 +95,38 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string) 
 	if err != nil {
 		return withFile(err, lc.File)
 	}
-	st, err := buildStages(lc)
+	st, err := buildStages(lc, log)
 	if err != nil {
 		return err
+	}
+	scanOn, signOn := f.scan, f.sign
+	if stages != nil {
+		scanOn, signOn = stages(lc)
+	}
+	var onReport func(pipeline.Job, *scan.Report)
+	if scanOn {
+		s, err := newScanner(lc, f.allowStale, log)
+		if err != nil {
+			return err
+		}
+		if st.Gate, err = gatePolicy(lc); err != nil {
+			return err
+		}
+		st.Scanner = s
+		var mu sync.Mutex
+		onReport = func(j pipeline.Job, rep *scan.Report) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(os.Stderr, "\n%s (%s)\n", j.Target.Name, strings.Join(rep.Platforms, ", "))
+			if err := writeReports(rep, reportsFor(lc.Scan.Reports, len(jobs)), j.Target.Name, os.Stderr, os.Stdout); err != nil {
+				log.Error("writing reports", "target", j.Target.Name, "err", err)
+			}
+		}
+	}
+	if signOn {
+		if st.Signer, err = newSigner(ctx, lc, log); err != nil {
+			return err
+		}
 	}
 	if f.push {
 		reg, err := registry(lc.Config, lc.Jobs)
@@ -99,15 +144,27 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string) 
 	res, err := pipeline.Run(ctx, jobs, st, pipeline.RunOptions{
 		ContinueOnFailure: lc.OnFailure == pipeline.OnFailureContinue,
 		Logger:            log,
+		OnReport:          onReport,
 	})
 	if werr := printRefs(res, f.imageRefs); werr != nil && err == nil {
+		err = werr
+	}
+	if res != nil && (scanOn || signOn || stages != nil) && !g.quiet {
+		printSummary(os.Stderr, res)
+	}
+	if f.outputJSON != "" && res != nil {
+		if werr := writeResultsJSON(f.outputJSON, res); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if werr := githubActions(res); werr != nil && err == nil {
 		err = werr
 	}
 	return err
 }
 
 // buildStages makes the resolve and build stages shared by build and run.
-func buildStages(lc *loadedConfig) (pipeline.Stages, error) {
+func buildStages(lc *loadedConfig, log *slog.Logger) (pipeline.Stages, error) {
 	jobs := lc.Jobs
 	if jobs == 0 {
 		jobs = runtime.NumCPU()
@@ -120,11 +177,16 @@ func buildStages(lc *loadedConfig) (pipeline.Stages, error) {
 	if err != nil {
 		return pipeline.Stages{}, err
 	}
+	verify, err := baseVerifier(lc, ropts, log)
+	if err != nil {
+		return pipeline.Stages{}, err
+	}
 	return pipeline.Stages{
 		Builder: b,
 		ResolveBase: func(ctx context.Context, ref string) (*build.Base, error) {
 			return build.ResolveBase(ctx, ref, ropts...)
 		},
+		VerifyBase: verify,
 	}, nil
 }
 
@@ -154,6 +216,24 @@ func printRefs(res *pipeline.Results, file string) error {
 		return fmt.Errorf("writing --image-refs: %w", err)
 	}
 	return nil
+}
+
+// reportsFor makes report outputs distinct per target when several
+// targets are scanned: "{{.Target}}" is added before the extension unless
+// the path already has it.
+func reportsFor(in []pipeline.ReportConfig, targets int) []pipeline.ReportConfig {
+	if targets < 2 {
+		return in
+	}
+	out := make([]pipeline.ReportConfig, len(in))
+	for i, rc := range in {
+		if rc.Output != "-" && !strings.Contains(rc.Output, "{{.Target}}") {
+			ext := filepath.Ext(rc.Output)
+			rc.Output = strings.TrimSuffix(rc.Output, ext) + "-{{.Target}}" + ext
+		}
+		out[i] = rc
+	}
+	return out
 }
 
 // withFile adds the config file to a config error that lacks one.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign"
 )
 
 // Exit codes (DEVELOPERS.md): 0 ok, 1 operational error, 2 usage or config
@@ -56,7 +57,8 @@ func allPolicy(err error) bool {
 		return len(errs) > 0
 	}
 	var pv *scan.PolicyViolation
-	if errors.As(err, &pv) {
+	var se *sign.PolicyError
+	if errors.As(err, &pv) || errors.As(err, &se) {
 		return true
 	}
 	var pe policyError

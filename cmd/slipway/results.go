@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/slipway-build/slipway/pipeline"
+)
+
+// writeResultsJSON writes the run's results for machines.
+func writeResultsJSON(path string, res *pipeline.Results) error {
+	return writeFileAtomic(path, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	})
+}
+
+// printSummary writes a human summary table of the run.
+func printSummary(w io.Writer, res *pipeline.Results) {
+	if res == nil || len(res.Targets) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nTARGET\tGATE\tCRITICAL\tHIGH\tMEDIUM\tLOW\tSIGNED\tWRITTEN\tDIGEST")
+	for _, t := range res.Targets {
+		written := "no"
+		if t.Pushed {
+			written = "yes"
+		}
+		signed := "no"
+		if len(t.Signatures) > 0 {
+			signed = "yes"
+		}
+		dig := t.Digest
+		if len(dig) > 19 {
+			dig = dig[:19] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", t.Target, t.Gate,
+			t.Findings["CRITICAL"], t.Findings["HIGH"], t.Findings["MEDIUM"], t.Findings["LOW"], signed, written, dig)
+	}
+	tw.Flush()
+	for _, t := range res.Targets {
+		if t.Ref != "" {
+			fmt.Fprintf(w, "%s: %s\n", t.Target, t.Ref)
+		}
+		if t.Error != "" {
+			fmt.Fprintf(w, "%s: %s\n", t.Target, t.Error)
+		}
+	}
+}
+
+// githubActions writes step outputs and a job summary when running in
+// GitHub Actions (GITHUB_ACTIONS=true).
+func githubActions(res *pipeline.Results) error {
+	if os.Getenv("GITHUB_ACTIONS") != "true" || res == nil {
+		return nil
+	}
+	if p := os.Getenv("GITHUB_OUTPUT"); p != "" {
+		var b strings.Builder
+		for _, t := range res.Targets {
+			if !t.Pushed {
+				continue
+			}
+			fmt.Fprintf(&b, "%s-digest=%s\n", t.Target, t.Digest)
+			fmt.Fprintf(&b, "%s-ref=%s\n", t.Target, t.Ref)
+		}
+		if err := appendFile(p, b.String()); err != nil {
+			return fmt.Errorf("writing GITHUB_OUTPUT: %w", err)
+		}
+	}
+	if p := os.Getenv("GITHUB_STEP_SUMMARY"); p != "" {
+		var b strings.Builder
+		b.WriteString("## slipway\n\n| target | gate | critical | high | medium | low | signed | pushed | reference |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, t := range res.Targets {
+			ref := t.Ref
+			if ref == "" {
+				ref = t.Digest
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %v | %v | `%s` |\n", t.Target, t.Gate,
+				t.Findings["CRITICAL"], t.Findings["HIGH"], t.Findings["MEDIUM"], t.Findings["LOW"], len(t.Signatures) > 0, t.Pushed, ref)
+		}
+		var errs []string
+		for _, t := range res.Targets {
+			if t.Error != "" {
+				errs = append(errs, fmt.Sprintf("- **%s**: %s", t.Target, t.Error))
+			}
+		}
+		sort.Strings(errs)
+		if len(errs) > 0 {
+			b.WriteString("\n" + strings.Join(errs, "\n") + "\n")
+		}
+		if err := appendFile(p, b.String()); err != nil {
+			return fmt.Errorf("writing GITHUB_STEP_SUMMARY: %w", err)
+		}
+	}
+	return nil
+}
+
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func newRunCmd(g *globalFlags) *cobra.Command {
+	f := &buildFlags{}
+	cmd := &cobra.Command{
+		Use:   "run [TARGET...]",
+		Short: "The whole pipeline: build → scan → sign → push, as slipway.yaml says",
+		Long: `Builds every platform of every selected target, scans each index (unless
+scan.enabled is false), signs it and attests it (when sign.key is set), and
+only then writes: to the registry with --push, else to the OCI layout.
+With on_failure: abort (default) nothing is written if any target fails;
+with continue, the targets that passed are written. On the wire: blobs,
+manifests, index, signatures and attestations, and tags last.`,
+		Example: `  slipway run                 # everything into dist/oci
+  slipway run --push          # to <repository>/<target>
+  slipway run hello --push --output-json results.json`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBuild(cmd, g, f, args, func(lc *loadedConfig) (bool, bool) {
+				scanOn := lc.Scan.Enabled == nil || *lc.Scan.Enabled
+				return scanOn, lc.Sign.Key != ""
+			})
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func init() {
+	extraCommands = append(extraCommands, newRunCmd)
+}

@@ -1,0 +1,517 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/slipway-build/slipway/build"
+	"github.com/slipway-build/slipway/pipeline"
+	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/scan/trivy"
+	"github.com/slipway-build/slipway/sign"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// passFunc reads a key password from COSIGN_PASSWORD (set, even empty),
+// else prompts on the terminal. It never logs the password.
+func passFunc(confirm bool) ([]byte, error) {
+	if pw, ok := os.LookupEnv("COSIGN_PASSWORD"); ok {
+		return []byte(pw), nil
+	}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil, errors.New("no key password: set COSIGN_PASSWORD")
+	}
+	fmt.Fprint(os.Stderr, "Enter password for private key: ")
+	pw, err := term.ReadPassword(int(os.Stdin.Fd()))
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return nil, fmt.Errorf("reading password: %w", err)
+	}
+	if confirm {
+		fmt.Fprint(os.Stderr, "Enter password for private key again: ")
+		again, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return nil, fmt.Errorf("reading password: %w", err)
+		}
+		if string(again) != string(pw) {
+			return nil, errors.New("passwords do not match")
+		}
+	}
+	return pw, nil
+}
+
+// loadKey loads sign.key, decrypting it now, so a wrong password fails
+// before anything is built or pushed.
+func loadKey(ctx context.Context, lc *loadedConfig) (*sign.PrivateKey, error) {
+	if lc.Sign.Key == "" {
+		return nil, &pipeline.ConfigError{File: lc.File, Key: "sign.key", Msg: "signing needs a key (set sign.key or SLIPWAY_SIGN_KEY)"}
+	}
+	ref := lc.Sign.Key
+	if !strings.Contains(ref, "://") {
+		ref = lc.path(ref)
+	}
+	k, err := sign.LoadPrivateKeyContext(ctx, ref, passFunc)
+	if err != nil {
+		return nil, fmt.Errorf("loading sign.key: %w", err)
+	}
+	return k, nil
+}
+
+// signerStage is the pipeline's signing stage: signatures over the index
+// and every platform manifest, and the configured attestations.
+type signerStage struct {
+	keyed     *sign.Keyed
+	lc        *loadedConfig
+	attest    map[string]bool
+	sboms     *trivy.Scanner
+	ropts     []remote.Option
+	goVersion func() string
+}
+
+// newSigner makes the signing stage from the sign config.
+func newSigner(ctx context.Context, lc *loadedConfig, log *slog.Logger) (pipeline.Signer, error) {
+	key, err := loadKey(ctx, lc)
+	if err != nil {
+		return nil, err
+	}
+	keyed, err := sign.NewKeyed(key, sign.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	ropts, err := remoteOptions(lc.Config, lc.Jobs)
+	if err != nil {
+		return nil, err
+	}
+	s := &signerStage{keyed: keyed, lc: lc, attest: map[string]bool{}, ropts: ropts, goVersion: sync.OnceValue(goVersion)}
+	for _, a := range lc.Sign.Attestations {
+		s.attest[a] = true
+	}
+	if s.attest["sbom"] {
+		if s.sboms, err = newScanner(lc, true, log); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func goVersion() string {
+	out, err := exec.Command("go", "env", "GOVERSION").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// signingRepo is the repository named in signed payloads: the job's, or
+// for layout output the configured repository, else slipway.local.
+func signingRepo(lc *loadedConfig, j pipeline.Job) (name.Repository, error) {
+	if j.Repository.RepositoryStr() != "" {
+		return j.Repository, nil
+	}
+	prefix := lc.Repository
+	if prefix == "" {
+		prefix = "slipway.local"
+	}
+	return name.NewRepository(strings.TrimSuffix(prefix, "/") + "/" + j.Target.Name)
+}
+
+// Sign implements pipeline.Signer.
+func (s *signerStage) Sign(ctx context.Context, j pipeline.Job, res *build.Result, report *scan.Report) (pipeline.Signatures, error) {
+	repo, err := signingRepo(s.lc, j)
+	if err != nil {
+		return nil, err
+	}
+	opts := []sign.SignOption{sign.WithAnnotations(j.SignAnnotations)}
+	if s.attest["vuln"] {
+		if report == nil {
+			return nil, errors.New("the vuln attestation needs a scan (enable the scan)")
+		}
+		opts = append(opts, sign.WithVulnReport(report))
+	}
+	if s.attest["sbom"] {
+		doc, err := s.sboms.SBOM(ctx, res.Index, s.lc.Sign.SBOMFormat)
+		if err != nil {
+			return nil, fmt.Errorf("making SBOM: %w", err)
+		}
+		f := sign.SPDXJSON
+		if s.lc.Sign.SBOMFormat == trivy.FormatCycloneDX {
+			f = sign.CycloneDXJSON
+		}
+		opts = append(opts, sign.WithSBOM(sign.SBOM{Format: f, Document: doc}))
+	}
+	if s.attest["provenance"] {
+		opts = append(opts, sign.WithProvenance(s.provenance(j, res)))
+	}
+	sigs, err := s.keyed.Sign(ctx, res.Index, repo, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &signatures{sigs: sigs, ropts: s.ropts}, nil
+}
+
+// provenance describes how res was built, for the SLSA attestation.
+func (s *signerStage) provenance(j pipeline.Job, res *build.Result) sign.Provenance {
+	var cfgTarget pipeline.Target
+	for _, t := range s.lc.Targets {
+		if t.Name == j.Target.Name {
+			cfgTarget = t
+		}
+	}
+	platforms := make([]string, len(j.Target.Platforms))
+	for i, p := range j.Target.Platforms {
+		platforms[i] = build.PlatformString(p)
+	}
+	p := sign.Provenance{
+		BuilderID: "https://github.com/slipway-build/slipway@" + version,
+		BuildType: "https://github.com/slipway-build/slipway/build-types/go-image/v1",
+		ExternalParameters: map[string]any{
+			"target":    cfgTarget,
+			"platforms": platforms,
+			"base":      j.BaseRef,
+			"tags":      j.Tags,
+		},
+		GoVersion: s.goVersion(),
+		LDFlags:   strings.Join(append([]string{"-s", "-w"}, j.Target.Ldflags...), " "),
+	}
+	if j.Git.Commit != "" {
+		uri := j.Git.Remote
+		if uri != "" && !strings.HasPrefix(uri, "git+") {
+			uri = "git+" + uri
+		}
+		p.Source = &sign.Source{URI: uri, Commit: j.Git.Commit, Dirty: j.Git.Dirty}
+	}
+	if res.Base.Digest != "" {
+		if h, err := v1.NewHash(res.Base.Digest); err == nil {
+			p.BaseImages = append(p.BaseImages, sign.BaseImage{Ref: j.BaseRef, Digest: h})
+		}
+		for _, pi := range res.Images {
+			if h, err := v1.NewHash(pi.BaseDigest); err == nil {
+				p.BaseImages = append(p.BaseImages, sign.BaseImage{Ref: j.BaseRef, Digest: h, Platform: build.PlatformString(pi.Platform)})
+			}
+		}
+	}
+	return p
+}
+
+// signatures adapts *sign.Signatures to pipeline.Signatures.
+type signatures struct {
+	sigs  *sign.Signatures
+	ropts []remote.Option
+}
+
+func (s *signatures) Refs() []string {
+	var refs []string
+	repo := s.sigs.Repository()
+	for _, sub := range s.sigs.Subjects() {
+		tag := strings.Replace(sub.Digest.String(), ":", "-", 1)
+		if len(sub.Signatures) > 0 {
+			refs = append(refs, repo.Tag(tag+".sig").String())
+		}
+		if len(sub.Attestations) > 0 {
+			refs = append(refs, repo.Tag(tag+".att").String())
+		}
+	}
+	return refs
+}
+
+func (s *signatures) WriteRemote(ctx context.Context, repo name.Repository) error {
+	return sign.WriteRemote(ctx, repo, s.sigs, s.ropts...)
+}
+
+func (s *signatures) WriteLayout(dir string) error { return sign.WriteLayout(dir, s.sigs) }
+
+// baseVerifier is the base_policy check: the resolved base digest must be
+// signed by one of the keys.
+func baseVerifier(lc *loadedConfig, ropts []remote.Option, log *slog.Logger) (pipeline.BaseVerifier, error) {
+	if lc.BasePolicy == nil {
+		return nil, nil
+	}
+	keys, err := sign.LoadPublicKeys(lc.paths(lc.BasePolicy.Keys)...)
+	if err != nil {
+		return nil, &pipeline.ConfigError{File: lc.File, Key: "base_policy.keys", Msg: err.Error()}
+	}
+	return func(ctx context.Context, b *build.Base) error {
+		if strings.HasPrefix(b.Name, build.LayoutPrefix) {
+			return fmt.Errorf("base_policy: cannot verify signatures of a layout base (%s)", b.Name)
+		}
+		ref, err := name.ParseReference(b.Ref)
+		if err != nil {
+			return err
+		}
+		d := ref.Context().Digest(b.Digest.String())
+		if _, err := sign.VerifyBase(ctx, d, keys, sign.WithRemoteOptions(ropts...), sign.WithLogger(log)); err != nil {
+			return err
+		}
+		log.Info("base signature verified", "base", d.String())
+		return nil
+	}, nil
+}
+
+// paths resolves key references relative to the config file.
+func (lc *loadedConfig) paths(refs []string) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		if strings.Contains(r, "://") {
+			out[i] = r
+		} else {
+			out[i] = lc.path(r)
+		}
+	}
+	return out
+}
+
+func newKeygenCmd(g *globalFlags) *cobra.Command {
+	var prefix string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "keygen",
+		Short: "Generate a cosign-compatible key pair (PREFIX.key, PREFIX.pub)",
+		Long: `Generates an ECDSA P-256 key pair: PREFIX.key is encrypted ("ENCRYPTED SIGSTORE
+PRIVATE KEY", scrypt + secretbox) with the password from COSIGN_PASSWORD, or
+asked on the terminal; PREFIX.pub is PEM. Both work with cosign unchanged.`,
+		Example: `  COSIGN_PASSWORD=… slipway keygen --output-key-prefix keys/release`,
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			privPath, pubPath := prefix+".key", prefix+".pub"
+			if !force {
+				for _, p := range []string{privPath, pubPath} {
+					if _, err := os.Stat(p); err == nil {
+						return &usageError{fmt.Errorf("%s exists (use --force to overwrite)", p)}
+					}
+				}
+			}
+			pw, err := passFunc(true)
+			if err != nil {
+				return err
+			}
+			priv, pub, err := sign.GenerateKeyPair(pw)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(privPath, priv, 0o600); err != nil {
+				return err
+			}
+			if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "private key written to %s, public key to %s\n", privPath, pubPath)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&prefix, "output-key-prefix", "cosign", "write PREFIX.key and PREFIX.pub")
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
+	return cmd
+}
+
+func newSignCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sign REPO@sha256:DIGEST",
+		Short: "Sign an image index already in a registry, by digest, with sign.key",
+		Long: `Signs the index digest and each platform manifest digest (cosign's simple
+signing payload, stored at the sha256-<digest>.sig tag). Only digests are
+signed: a tag could move between reading and signing.`,
+		Example: `  COSIGN_PASSWORD=… slipway sign registry.example.com/team/hello@sha256:… --key cosign.key`,
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lc, err := loadConfig(g, cmd.Flags(), map[string]string{"key": "sign.key"})
+			if err != nil {
+				return err
+			}
+			d, err := name.NewDigest(args[0])
+			if err != nil {
+				return &usageError{fmt.Errorf("sign needs REPO@sha256:DIGEST: %w", err)}
+			}
+			ctx := cmd.Context()
+			log := g.logger()
+			key, err := loadKey(ctx, lc)
+			if err != nil {
+				return err
+			}
+			keyed, err := sign.NewKeyed(key, sign.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			ropts, err := remoteOptions(lc.Config, lc.Jobs)
+			if err != nil {
+				return err
+			}
+			idx, err := remote.Index(d, append(ropts, remote.WithContext(ctx))...)
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", d, err)
+			}
+			ann := map[string]string{}
+			for k, v := range lc.Sign.Annotations {
+				if !strings.Contains(v, "{{") {
+					ann[k] = v
+				}
+			}
+			sigs, err := keyed.Sign(ctx, idx, d.Context(), sign.WithAnnotations(ann))
+			if err != nil {
+				return err
+			}
+			if err := sign.WriteRemote(ctx, d.Context(), sigs, ropts...); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), d.String())
+			return nil
+		},
+	}
+	cmd.Flags().String("key", "", "private key: file or env://VAR (config: sign.key)")
+	return cmd
+}
+
+func newVerifyCmd(g *globalFlags) *cobra.Command {
+	var keys []string
+	var policyFile, output string
+	cmd := &cobra.Command{
+		Use:   "verify IMAGE",
+		Short: "Enforce the signing policy on an image; print the verified repo@sha256:…",
+		Long: `Resolves IMAGE (a tag or digest) to a digest once, and verifies that digest
+against the policy (the config's policy block, a --policy file of the same
+shape, or just --key): valid signatures from threshold trusted keys, and
+optionally required attestations, a vuln attestation with no finding at or
+above max_severity, made within max_scan_age, and allowed base digests.
+Prints the verified digest reference: deploy that, not the tag.
+Exit 3 when the policy is not met, 1 when it could not be evaluated.`,
+		Example: `  slipway verify registry.example.com/team/hello:latest --key cosign.pub
+  slipway verify IMAGE --policy policy.yaml --output json`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lc, err := loadConfig(g, cmd.Flags(), nil)
+			if err != nil {
+				return err
+			}
+			pc := lc.Policy
+			file := lc.File
+			if policyFile != "" {
+				p, err := loadPolicyFile(policyFile)
+				if err != nil {
+					return err
+				}
+				pc, file = *p, policyFile
+			}
+			if len(keys) > 0 {
+				pc.Keys = keys
+			} else {
+				pc.Keys = lc.paths(pc.Keys)
+			}
+			if len(pc.Keys) == 0 {
+				return &usageError{errors.New("verify needs trusted keys: --key, policy.keys or a --policy file")}
+			}
+			pol, err := signPolicy(pc, file)
+			if err != nil {
+				return err
+			}
+			ref, err := name.ParseReference(args[0])
+			if err != nil {
+				return &usageError{fmt.Errorf("parsing image reference %q: %w", args[0], err)}
+			}
+			ropts, err := remoteOptions(lc.Config, lc.Jobs)
+			if err != nil {
+				return err
+			}
+			v, verr := sign.Verify(cmd.Context(), ref, pol, sign.WithRemoteOptions(ropts...), sign.WithLogger(g.logger()))
+			if v != nil {
+				if output == "json" {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					if err := enc.Encode(v); err != nil {
+						return err
+					}
+				} else if v.Passed {
+					fmt.Fprintln(cmd.OutOrStdout(), v.Image)
+				}
+			}
+			return verr
+		},
+	}
+	cmd.Flags().StringSliceVar(&keys, "key", nil, "trusted public key (file or env://VAR; repeatable); replaces policy.keys")
+	cmd.Flags().StringVar(&policyFile, "policy", "", "policy file: the shape of slipway.yaml's policy block")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text (the verified reference) or json (the verdict)")
+	return cmd
+}
+
+// loadPolicyFile reads a policy file strictly (unknown keys are errors).
+func loadPolicyFile(path string) (*pipeline.PolicyConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &pipeline.ConfigError{File: path, Msg: err.Error()}
+	}
+	c, err := pipeline.DecodeStrict(path, append([]byte("policy:\n"), indent(data)...))
+	if err != nil {
+		var ce *pipeline.ConfigError
+		if errors.As(err, &ce) && ce.Line > 0 {
+			ce.Line-- // the added "policy:" line
+		}
+		return nil, err
+	}
+	return &c.Policy, nil
+}
+
+func indent(b []byte) []byte {
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = "  " + l
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
+}
+
+// signPolicy converts the policy config into sign.Policy.
+func signPolicy(pc pipeline.PolicyConfig, file string) (sign.Policy, error) {
+	bad := func(key string, err error) error {
+		return &pipeline.ConfigError{File: file, Key: "policy." + key, Msg: err.Error()}
+	}
+	keys, err := sign.LoadPublicKeys(pc.Keys...)
+	if err != nil {
+		return sign.Policy{}, bad("keys", err)
+	}
+	p := sign.Policy{Keys: keys, Threshold: pc.Threshold, RequireAttestations: pc.RequireAttestations, MaxScanAge: pc.MaxScanAge}
+	if pc.MaxSeverity != "" {
+		sev, err := scan.ParseSeverity(pc.MaxSeverity)
+		if err != nil {
+			return p, bad("max_severity", err)
+		}
+		p.MaxSeverity = sev
+	}
+	for _, d := range pc.AllowedBaseDigests {
+		h, err := v1.NewHash(d)
+		if err != nil {
+			return p, bad("allowed_base_digests", err)
+		}
+		p.AllowedBaseDigests = append(p.AllowedBaseDigests, h)
+	}
+	return p, nil
+}
+
+// readLayoutSignatures reads the signatures stored in a layout for the
+// index digest (nil when there are none).
+func readLayoutSignatures(dir string, digest v1.Hash) (pipeline.Signatures, error) {
+	sigs, err := sign.ReadLayoutFor(dir, digest)
+	if err != nil || sigs == nil {
+		return nil, err
+	}
+	return &signatures{sigs: sigs}, nil
+}
+
+func init() {
+	extraCommands = append(extraCommands, newKeygenCmd, newSignCmd, newVerifyCmd)
+	layoutSignatures = func(dir string) pipeline.LayoutSignatures {
+		return func(target string, digest v1.Hash) (pipeline.Signatures, error) {
+			return readLayoutSignatures(dir, digest)
+		}
+	}
+}
