@@ -174,7 +174,7 @@ type edit struct {
 
 // plan finds the values to replace and where they are in src.
 func (idx *index) plan(src []byte, docs []*yaml.Node) ([]edit, error) {
-	lines := lineStarts(src)
+	pos := newPositions(src)
 	var edits []edit
 	var walk func(n *yaml.Node, image bool) error
 	walk = func(n *yaml.Node, image bool) error {
@@ -198,7 +198,7 @@ func (idx *index) plan(src []byte, docs []*yaml.Node) ([]edit, error) {
 			if err != nil || !ok {
 				return err
 			}
-			e, err := locate(src, lines, n, repl)
+			e, err := locate(src, pos, n, repl)
 			if err != nil {
 				return err
 			}
@@ -259,20 +259,13 @@ func (idx *index) replacement(n *yaml.Node, image bool) (string, bool, error) {
 
 // locate returns the edit that replaces the scalar n in src by repl, in
 // n's quoting style.
-func locate(src []byte, lines []int, n *yaml.Node, repl string) (edit, error) {
+func locate(src []byte, pos *positions, n *yaml.Node, repl string) (edit, error) {
 	fail := func(why string) (edit, error) {
 		return edit{}, fmt.Errorf("line %d: cannot locate value %q in the source: %s", n.Line, n.Value, why)
 	}
-	if n.Line < 1 || n.Line > len(lines) || n.Column < 1 {
+	off, ok := pos.offset(n.Line, n.Column)
+	if !ok {
 		return fail("position out of range")
-	}
-	off := lines[n.Line-1]
-	for range n.Column - 1 {
-		if off >= len(src) || breakLen(src, off) > 0 {
-			return fail("column past the end of the line")
-		}
-		_, w := utf8.DecodeRune(src[off:])
-		off += w
 	}
 	// The node's position is that of its properties (&anchor, !tag), if any.
 	for off < len(src) && (src[off] == '&' || src[off] == '!') {
@@ -375,9 +368,19 @@ func breakLen(src []byte, i int) int {
 	return 0
 }
 
-// lineStarts returns the offset of each line of src, counting lines as the
-// parser does (a leading UTF-8 byte order mark is not part of line 1).
-func lineStarts(src []byte) []int {
+// positions converts the parser's line and column (1-based, counted in
+// characters) to byte offsets in src.
+type positions struct {
+	src   []byte
+	lines []int // offset of each line
+	// The last conversion: nodes come in source order, so resuming from it
+	// keeps a long line (a big flow sequence) linear, not quadratic.
+	line, col, off int
+}
+
+// newPositions indexes the lines of src as the parser counts them (a
+// leading UTF-8 byte order mark is not part of line 1).
+func newPositions(src []byte) *positions {
 	start := 0
 	if bytes.HasPrefix(src, []byte{0xEF, 0xBB, 0xBF}) {
 		start = 3
@@ -391,7 +394,27 @@ func lineStarts(src []byte) []int {
 		}
 		i++
 	}
-	return lines
+	return &positions{src: src, lines: lines}
+}
+
+// offset returns the byte offset of line and column, if they are in src.
+func (p *positions) offset(line, col int) (int, bool) {
+	if line < 1 || line > len(p.lines) || col < 1 {
+		return 0, false
+	}
+	c, off := 1, p.lines[line-1]
+	if line == p.line && col >= p.col {
+		c, off = p.col, p.off
+	}
+	for ; c < col; c++ {
+		if off >= len(p.src) || breakLen(p.src, off) > 0 {
+			return 0, false
+		}
+		_, w := utf8.DecodeRune(p.src[off:])
+		off += w
+	}
+	p.line, p.col, p.off = line, col, off
+	return off, true
 }
 
 // apply returns src with the edits made.

@@ -212,3 +212,15 @@ func TestUnknownTargetError(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// TestResolveLongLine guards against converting positions in quadratic time:
+// 50,000 values on one line took minutes, now a fraction of a second.
+func TestResolveLongLine(t *testing.T) {
+	const n = 50000
+	in := "args: [" + strings.Repeat("slipway://hello, ", n) + "end]\n"
+	want := "args: [" + strings.Repeat(helloRef+", ", n) + "end]\n"
+	out, changed, err := Resolve([]byte(in), testRefs)
+	if err != nil || changed != n || string(out) != want {
+		t.Fatalf("changed %d, err %v, output as expected %v", changed, err, string(out) == want)
+	}
+}
