@@ -92,6 +92,8 @@ type PlatformImage struct {
 	BaseDigest string
 	// BinarySize is the size in bytes of the Go binary.
 	BinarySize int64
+	// Cached is true when the binary came from the binary cache.
+	Cached bool
 }
 
 // BaseInfo identifies the base image a result was built on.

@@ -22,6 +22,7 @@ type GoBuilder struct {
 	log      *slog.Logger
 	caMode   string
 	caBundle []byte
+	cache    *binaryCache
 }
 
 var _ Builder = (*GoBuilder)(nil)
@@ -49,6 +50,21 @@ func WithLogger(l *slog.Logger) Option {
 // WithGo sets the go command to run. Default: $GOROOT/bin/go or go on PATH.
 func WithGo(path string) Option {
 	return func(g *GoBuilder) error { g.gobin = path; return nil }
+}
+
+// WithBinaryCache keeps compiled binaries in dir, keyed by the source tree,
+// go.sum, flags, platform and toolchain, so an unchanged target is not
+// recompiled (not even linked). Default: no cache (go's own build cache
+// still applies).
+func WithBinaryCache(dir string) Option {
+	return func(g *GoBuilder) error {
+		c, err := newBinaryCache(dir)
+		if err != nil {
+			return err
+		}
+		g.cache = c
+		return nil
+	}
 }
 
 // CA certificate modes for WithCACertificates.
@@ -178,7 +194,7 @@ func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, 
 		return nil, ctx.Err()
 	}
 	start := time.Now()
-	err = goBuild(ctx, g.gobin, t, p, out)
+	cached, err := g.compile(ctx, t, p, out)
 	<-g.sem
 	if err != nil {
 		return nil, err
@@ -187,7 +203,7 @@ func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, 
 	if err != nil {
 		return nil, err
 	}
-	g.log.Debug("compiled", "target", t.Name, "platform", platformString(p), "bytes", fi.Size(), "took", time.Since(start).Round(time.Millisecond))
+	g.log.Debug("compiled", "target", t.Name, "platform", platformString(p), "bytes", fi.Size(), "cached", cached, "took", time.Since(start).Round(time.Millisecond))
 	img, err := appImage(t, base, baseDigest, p, out, ca, t.Base.OCI())
 	if err != nil {
 		return nil, fmt.Errorf("assembling %s for %s: %w", t.Name, platformString(p), err)
@@ -196,5 +212,32 @@ func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, 
 	if err != nil {
 		return nil, fmt.Errorf("assembling %s for %s: %w", t.Name, platformString(p), err)
 	}
-	return &PlatformImage{Platform: p, Image: img, Digest: d, BaseDigest: baseDigest, BinarySize: fi.Size()}, nil
+	return &PlatformImage{Platform: p, Image: img, Digest: d, BaseDigest: baseDigest, BinarySize: fi.Size(), Cached: cached}, nil
+}
+
+// compile produces the binary at out, from the binary cache when an
+// identical build is in it.
+func (g *GoBuilder) compile(ctx context.Context, t Target, p v1.Platform, out string) (cached bool, err error) {
+	if g.cache == nil {
+		return false, goBuild(ctx, g.gobin, t, p, out)
+	}
+	penv, err := platformEnv(p)
+	if err != nil {
+		return false, err
+	}
+	env := buildEnv(os.Environ(), penv, t.Env)
+	key, err := g.cache.key(ctx, g.gobin, t, p, env)
+	if err != nil {
+		g.log.Debug("build cache unavailable", "target", t.Name, "err", err)
+	}
+	if g.cache.get(key, out) {
+		return true, nil
+	}
+	if err := goBuild(ctx, g.gobin, t, p, out); err != nil {
+		return false, err
+	}
+	if err := g.cache.put(key, out); err != nil {
+		g.log.Debug("build cache write failed", "target", t.Name, "err", err)
+	}
+	return false, nil
 }

@@ -41,6 +41,10 @@ type Config struct {
 	// OnFailure is "abort" (default: push nothing if any target fails a
 	// gate) or "continue" (push the targets that passed).
 	OnFailure string `yaml:"on_failure" mapstructure:"on_failure"`
+	// CacheDir holds slipway's caches across runs: compiled binaries, scan
+	// reports and SBOMs (default: the user cache dir, e.g.
+	// ~/.cache/slipway). Relative to the config file.
+	CacheDir string `yaml:"cache_dir" mapstructure:"cache_dir"`
 	// Source is recorded as org.opencontainers.image.source (templated).
 	Source string `yaml:"source" mapstructure:"source"`
 	// Targets are the images to build.

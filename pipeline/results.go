@@ -31,7 +31,10 @@ type TargetResult struct {
 	Signatures []string            `json:"signatures,omitempty"`
 	Base       build.BaseInfo      `json:"base"`
 	Timings    map[string]Duration `json:"timings"`
-	Error      string              `json:"error,omitempty"`
+	// Cached lists the stages answered from slipway\'s caches ("build",
+	// "scan"): an unchanged rerun compiles and scans nothing.
+	Cached []string `json:"cached,omitempty"`
+	Error  string   `json:"error,omitempty"`
 }
 
 // PlatformResult is one platform's manifest.
@@ -52,12 +55,20 @@ func (tr *TargetResult) setBuild(b *build.Result) {
 	tr.Digest = b.Digest.String()
 	tr.Base = b.Base
 	tr.Gate = "skipped"
+	cached := len(b.Images) > 0
 	for _, pi := range b.Images {
+		cached = cached && pi.Cached
 		tr.Platforms = append(tr.Platforms, PlatformResult{Platform: build.PlatformString(pi.Platform), Digest: pi.Digest.String()})
+	}
+	if cached {
+		tr.Cached = append(tr.Cached, "build")
 	}
 }
 
 func (tr *TargetResult) setScan(r *scan.Report, gateErr error) {
+	if r.Cached {
+		tr.Cached = append(tr.Cached, "scan")
+	}
 	tr.Findings = map[string]int{}
 	for sev, n := range r.Counts() {
 		tr.Findings[string(sev)] = n

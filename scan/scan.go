@@ -34,6 +34,9 @@ type Report struct {
 	FinishedAt time.Time `json:"finishedAt"`
 	// Platforms lists the scanned platforms ("linux/amd64", ...), sorted.
 	Platforms []string `json:"platforms"`
+	// Cached is set when the report came from a report cache rather than
+	// a scan (see Cached); it is not part of the serialised report.
+	Cached bool `json:"-"`
 	// Findings holds every finding, deduplicated by vulnerability id, package
 	// and installed version, sorted by severity (worst first) then id.
 	Findings []Finding `json:"findings"`

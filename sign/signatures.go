@@ -1,6 +1,7 @@
 package sign
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -109,7 +110,22 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, op
 		}
 		if len(s.Attestations) > 0 {
 			se := ociremote.SignedUnknown(d, oopts...)
+			current, err := se.Attestations()
+			if err != nil {
+				return fmt.Errorf("reading attestations of %s: %w", d, err)
+			}
+			existing, err := current.Get()
+			if err != nil {
+				return fmt.Errorf("reading attestations of %s: %w", d, err)
+			}
+			added := 0
 			for _, att := range s.Attestations {
+				if sameStatementSigned(ctx, existing, att, sigs.key.verifier) {
+					// Already attested by this key, word for word: leave it,
+					// so an unchanged rerun writes nothing.
+					continue
+				}
+				added++
 				pt, err := attestationPredicateType(att)
 				if err != nil {
 					return fmt.Errorf("attaching attestation to %s: %w", d, err)
@@ -119,12 +135,53 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, op
 					return fmt.Errorf("attaching attestation to %s: %w", d, err)
 				}
 			}
+			if added == 0 {
+				continue
+			}
 			if err := ociremote.WriteAttestations(repo, se, oopts...); err != nil {
 				return fmt.Errorf("writing attestations of %s: %w", d, err)
 			}
 		}
 	}
 	return nil
+}
+
+// sameStatementSigned reports whether existing holds an attestation, signed
+// by verifier's key, of exactly the statement att carries.
+func sameStatementSigned(ctx context.Context, existing []oci.Signature, att oci.Signature, verifier signature.Verifier) bool {
+	want, err := statementBytes(att)
+	if err != nil {
+		return false
+	}
+	ro := &replaceOwn{ctx: ctx, verifier: verifier}
+	for _, e := range existing {
+		got, err := statementBytes(e)
+		if err != nil || !bytes.Equal(got, want) {
+			continue
+		}
+		pt, err := attestationPredicateType(e)
+		if err != nil {
+			continue
+		}
+		ro.predicateType = pt
+		if ro.ours(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// statementBytes is the in-toto statement inside a DSSE attestation.
+func statementBytes(att oci.Signature) ([]byte, error) {
+	p, err := att.Payload()
+	if err != nil {
+		return nil, err
+	}
+	var env ssldsse.Envelope
+	if err := json.Unmarshal(p, &env); err != nil {
+		return nil, err
+	}
+	return base64.StdEncoding.DecodeString(env.Payload)
 }
 
 // attestationPredicateType reads the predicate type from a DSSE attestation's

@@ -112,7 +112,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 		if st.Gate, err = gatePolicy(lc); err != nil {
 			return err
 		}
-		st.Scanner = s
+		reports, err := lc.cacheDir("reports")
+		if err != nil {
+			return err
+		}
+		st.Scanner = scan.Cached(s, reports)
 		var mu sync.Mutex
 		onReport = func(j pipeline.Job, rep *scan.Report) {
 			mu.Lock()
@@ -169,7 +173,11 @@ func buildStages(lc *loadedConfig, log *slog.Logger) (pipeline.Stages, error) {
 	if jobs == 0 {
 		jobs = runtime.NumCPU()
 	}
-	b, err := build.New(build.WithJobs(jobs), build.WithCACertificates(lc.CACertificates))
+	cache, err := lc.cacheDir("build")
+	if err != nil {
+		return pipeline.Stages{}, err
+	}
+	b, err := build.New(build.WithJobs(jobs), build.WithCACertificates(lc.CACertificates), build.WithBinaryCache(cache), build.WithLogger(log))
 	if err != nil {
 		return pipeline.Stages{}, &pipeline.ConfigError{File: lc.File, Key: "ca_certificates", Msg: err.Error()}
 	}
@@ -216,6 +224,18 @@ func printRefs(res *pipeline.Results, file string) error {
 		return fmt.Errorf("writing --image-refs: %w", err)
 	}
 	return nil
+}
+
+// cacheDir is the directory of one of slipway's caches: cache_dir/kind.
+func (lc *loadedConfig) cacheDir(kind string) (string, error) {
+	if lc.CacheDir != "" {
+		return filepath.Join(lc.path(lc.CacheDir), kind), nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("finding the user cache dir (set cache_dir): %w", err)
+	}
+	return filepath.Join(base, "slipway", kind), nil
 }
 
 // reportsFor makes report outputs distinct per target when several

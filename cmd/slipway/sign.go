@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -141,7 +143,7 @@ func (s *signerStage) Sign(ctx context.Context, j pipeline.Job, res *build.Resul
 		opts = append(opts, sign.WithVulnReport(report))
 	}
 	if s.attest["sbom"] {
-		doc, err := s.sboms.SBOM(ctx, res.Index, s.lc.Sign.SBOMFormat)
+		doc, err := s.sbom(ctx, res)
 		if err != nil {
 			return nil, fmt.Errorf("making SBOM: %w", err)
 		}
@@ -159,6 +161,28 @@ func (s *signerStage) Sign(ctx context.Context, j pipeline.Job, res *build.Resul
 		return nil, err
 	}
 	return &signatures{sigs: sigs, ropts: s.ropts}, nil
+}
+
+// sbom makes the SBOM of res, or reads the one made for the same index
+// digest, format and scanner before: SBOMs carry a creation time and a
+// random namespace, and an unchanged image should keep its attestation.
+func (s *signerStage) sbom(ctx context.Context, res *build.Result) ([]byte, error) {
+	dir, err := s.lc.cacheDir("sbom")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, strings.ReplaceAll(res.Digest.String(), ":", "-")+"."+s.lc.Sign.SBOMFormat+"."+trivy.TrivyVersion()+".json")
+	if b, err := os.ReadFile(path); err == nil && json.Valid(b) {
+		return b, nil
+	}
+	doc, err := s.sboms.SBOM(ctx, res.Index, s.lc.Sign.SBOMFormat)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		_ = writeFileAtomic(path, func(w io.Writer) error { _, err := w.Write(doc); return err })
+	}
+	return doc, nil
 }
 
 // provenance describes how res was built, for the SLSA attestation.

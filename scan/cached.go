@@ -1,0 +1,80 @@
+package scan
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// DBIdentifier is implemented by scanners whose results depend on a
+// vulnerability database: DBIdentity names the DB version they would use
+// now (and fails, as a scan would, when the DB is unusable).
+type DBIdentifier interface {
+	DBIdentity() (string, error)
+}
+
+// Cached wraps a scanner with a report cache in dir: an index digest
+// already scanned with the same DB version (and scanner) is not scanned
+// again; the stored report is returned. Scanners that do not implement
+// DBIdentifier are not cached. The cache is safe for concurrent processes
+// (each entry is written with a temp file and a rename).
+func Cached(s Scanner, dir string) Scanner {
+	id, ok := s.(DBIdentifier)
+	if !ok {
+		return s
+	}
+	return &cachedScanner{inner: s, id: id, dir: dir}
+}
+
+type cachedScanner struct {
+	inner Scanner
+	id    DBIdentifier
+	dir   string
+}
+
+// Scan implements Scanner.
+func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, error) {
+	d, err := idx.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("computing digest: %w", err)
+	}
+	dbID, err := c.id.DBIdentity()
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte("slipway-report-v1\x00" + d.String() + "\x00" + dbID))
+	path := filepath.Join(c.dir, hex.EncodeToString(sum[:])+".json")
+	if b, err := os.ReadFile(path); err == nil {
+		var r Report
+		if json.Unmarshal(b, &r) == nil && r.Subject == d.String() {
+			r.Cached = true
+			return &r, nil
+		}
+	}
+	r, err := c.inner.Scan(ctx, idx)
+	if err != nil {
+		return nil, err
+	}
+	if b, err := json.Marshal(r); err == nil {
+		if err := os.MkdirAll(c.dir, 0o755); err == nil {
+			if tmp, err := os.CreateTemp(c.dir, ".tmp-*"); err == nil {
+				_, werr := tmp.Write(b)
+				cerr := tmp.Close()
+				if werr == nil && cerr == nil {
+					_ = os.Rename(tmp.Name(), path)
+				}
+				os.Remove(tmp.Name())
+			}
+		}
+	}
+	return r, nil
+}
+
+// Unwrap returns the wrapped scanner.
+func (c *cachedScanner) Unwrap() Scanner { return c.inner }
