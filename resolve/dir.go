@@ -26,7 +26,8 @@ type FileResult struct {
 // it was. Each file is replaced atomically (a temporary file in the same
 // directory, renamed over it) and keeps its permission bits. The results
 // are in lexical path order, one per file, changed or not; if a write fails,
-// they list the files written before it.
+// they stop before the file that failed, and the files they list as changed
+// were written.
 func ResolveDir(dir string, refs map[string]string) ([]FileResult, error) {
 	idx, err := newIndex(refs)
 	if err != nil {

@@ -29,6 +29,7 @@ type UnknownTargetError struct {
 	Known []string
 }
 
+// Error names the target, the line and the targets that have a reference.
 func (e *UnknownTargetError) Error() string {
 	known := "none"
 	if len(e.Known) > 0 {
