@@ -267,6 +267,33 @@ func TestRunCleanAndRerun(t *testing.T) {
 		t.Fatalf("signature layers %d -> %d after rerun", before, after)
 	}
 	t.Logf("rerun timings: %v", res2.Timings)
+
+	// GitOps: the pushed digest goes into Kubernetes YAML, comments kept.
+	deploy := `# the hello service
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: hello # keep me
+spec:
+  template:
+    spec:
+      containers:
+        - name: hello
+          image: slipway://hello   # placeholder
+        - name: sidecar
+          image: "` + proxy.Host + `/team/hello:latest"
+`
+	writeFile(t, dir, "k8s/deploy.yaml", deploy)
+	rv := slipway(t, dir, nil, "resolve", "-f", "k8s")
+	if rv.code != 0 {
+		t.Fatalf("resolve: %s", rv)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "k8s", "deploy.yaml"))
+	want := strings.Replace(deploy, "slipway://hello", res.Ref, 1)
+	want = strings.Replace(want, proxy.Host+"/team/hello:latest", res.Ref, 1)
+	if string(got) != want {
+		t.Fatalf("resolved YAML:\n%s\nwant:\n%s", got, want)
+	}
 }
 
 func layerCount(t *testing.T, tag name.Tag) int {

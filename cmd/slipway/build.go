@@ -13,6 +13,7 @@ import (
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/publish"
+	"github.com/slipway-build/slipway/resolve"
 	"github.com/slipway-build/slipway/scan"
 	"github.com/spf13/cobra"
 )
@@ -28,6 +29,7 @@ type buildFlags struct {
 	ociLayout  string
 	imageRefs  string
 	outputJSON string
+	resolveDir string
 	jobs       int
 	insecure   []string
 }
@@ -156,10 +158,22 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 	if res != nil && (scanOn || signOn || stages != nil) && !g.quiet {
 		printSummary(os.Stderr, res)
 	}
+	if res != nil {
+		if werr := writeResultsJSON(lastResultsPath(lc), res); werr != nil {
+			log.Warn("recording results", "err", werr)
+		}
+	}
 	if f.outputJSON != "" && res != nil {
 		if werr := writeResultsJSON(f.outputJSON, res); werr != nil && err == nil {
 			err = werr
 		}
+	}
+	if f.resolveDir != "" && err == nil && f.push {
+		if _, rerr := resolve.ResolveDir(f.resolveDir, refsOf(res)); rerr != nil {
+			err = fmt.Errorf("resolving %s: %w", f.resolveDir, rerr)
+		}
+	} else if f.resolveDir != "" {
+		log.Warn("manifests not resolved: the run did not push everything", "dir", f.resolveDir)
 	}
 	if werr := githubActions(res); werr != nil && err == nil {
 		err = werr

@@ -26,6 +26,7 @@ manifests, index, signatures and attestations, and tags last.`,
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().StringVar(&f.resolveDir, "resolve", "", "after a successful push, rewrite image references in the Kubernetes YAML under DIR (see slipway resolve)")
 	return cmd
 }
 
