@@ -17,6 +17,7 @@ type Registry struct {
 	keychain  authn.Keychain
 	transport http.RoundTripper
 	opts      []remote.Option
+	progress  func(ref name.Reference) chan<- v1.Update
 }
 
 // Option configures NewRegistry.
@@ -33,6 +34,13 @@ func WithTransport(t http.RoundTripper) Option { return func(r *Registry) { r.tr
 // (jobs, user agent, progress). Default: none.
 func WithRemoteOptions(opts ...remote.Option) Option {
 	return func(r *Registry) { r.opts = append(r.opts, opts...) }
+}
+
+// WithProgress reports upload progress: for each index written, f returns
+// a channel that receives byte counts and is closed when the write ends.
+// Default: no progress.
+func WithProgress(f func(ref name.Reference) chan<- v1.Update) Option {
+	return func(r *Registry) { r.progress = f }
 }
 
 // NewRegistry returns a Registry publisher.
@@ -74,7 +82,11 @@ func (r *Registry) WriteIndex(ctx context.Context, repo name.Repository, idx v1.
 		return name.Digest{}, fmt.Errorf("computing digest: %w", err)
 	}
 	ref := repo.Digest(d.String())
-	if err := remote.WriteIndex(ref, idx, r.remoteOpts(ctx)...); err != nil {
+	opts := r.remoteOpts(ctx)
+	if r.progress != nil {
+		opts = append(opts, remote.WithProgress(r.progress(ref)))
+	}
+	if err := remote.WriteIndex(ref, idx, opts...); err != nil {
 		return name.Digest{}, fmt.Errorf("pushing %s: %w", ref, err)
 	}
 	return ref, nil

@@ -135,7 +135,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 		}
 	}
 	if f.push {
-		reg, err := registry(lc.Config, lc.Jobs)
+		var popts []publish.Option
+		if p := uploadProgress(g); p != nil {
+			popts = append(popts, publish.WithProgress(p))
+		}
+		reg, err := registry(lc.Config, lc.Jobs, popts...)
 		if err != nil {
 			return err
 		}

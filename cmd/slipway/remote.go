@@ -23,7 +23,7 @@ func userAgent() string { return "slipway/" + version }
 // registry is the publisher for pushes: credentials from Docker's config
 // and credential helpers, a bounded number of parallel uploads, and extra
 // CAs from SSL_CERT_FILE/SSL_CERT_DIR (Go's defaults) plus SLIPWAY_CA_FILE.
-func registry(c *pipeline.Config, jobs int) (*publish.Registry, error) {
+func registry(c *pipeline.Config, jobs int, extra ...publish.Option) (*publish.Registry, error) {
 	tr, err := transport()
 	if err != nil {
 		return nil, err
@@ -31,11 +31,11 @@ func registry(c *pipeline.Config, jobs int) (*publish.Registry, error) {
 	if jobs < 1 {
 		jobs = 4
 	}
-	return publish.NewRegistry(
+	return publish.NewRegistry(append([]publish.Option{
 		publish.WithKeychain(authn.DefaultKeychain),
 		publish.WithTransport(tr),
 		publish.WithRemoteOptions(remote.WithUserAgent(userAgent()), remote.WithJobs(jobs)),
-	), nil
+	}, extra...)...), nil
 }
 
 // remoteOptions are the options for reads (bases, images to scan or verify).
