@@ -46,6 +46,8 @@ type RegistryOption func(*registryConfig)
 type registryConfig struct {
 	user, password string
 	tls            bool
+	// auth, when set, is the registry config's auth block (WithTokenAuth).
+	auth string
 }
 
 // WithBasicAuth protects the registry with htpasswd auth for user/password.
@@ -93,6 +95,10 @@ func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&extra, "auth:\n  htpasswd:\n    realm: slipway-test\n    path: %s\n", hp)
+	}
+	if c.auth != "" {
+		extra.Reset()
+		extra.WriteString(c.auth)
 	}
 	var tlsBlock string
 	if c.tls {
