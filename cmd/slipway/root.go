@@ -34,9 +34,6 @@ overridden by flags.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	// Libraries that log through slog's default logger (Trivy does) log
-	// where slipway does, at slipway's level.
-	root.PersistentPreRun = func(*cobra.Command, []string) { slog.SetDefault(g.logger()) }
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.config, "config", "c", "", "config file (default: $SLIPWAY_CONFIG or ./slipway.yaml)")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log debug details")
