@@ -332,3 +332,5 @@ func TestDemoLayoutSignedAndPushable(t *testing.T) {
 		t.Fatalf("verify of the pushed layout: %s", v)
 	}
 }
+
+func nowish() time.Time { return time.Now().Add(-time.Minute) }
