@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Registry writes images to a container registry.
@@ -49,6 +50,7 @@ func NewRegistry(opts ...Option) *Registry {
 	for _, o := range opts {
 		o(r)
 	}
+	r.transport = &retryAfter{inner: r.transport, max: MaxRetryAfter}
 	return r
 }
 
@@ -56,6 +58,7 @@ func NewRegistry(opts ...Option) *Registry {
 func (r *Registry) RemoteOptions(ctx context.Context) []remote.Option {
 	return append([]remote.Option{
 		remote.WithContext(ctx),
+		remote.WithRetryBackoff(retryBackoff),
 		remote.WithAuthFromKeychain(r.keychain),
 		remote.WithTransport(r.transport),
 	}, r.opts...)
@@ -65,10 +68,12 @@ func (r *Registry) remoteOpts(ctx context.Context) []remote.Option { return r.Re
 
 // CheckPush checks, with one upload initiation that is cancelled at once,
 // that repo's registry is reachable and accepts pushes with the
-// configured credentials. Nothing is uploaded.
+// configured credentials. Nothing is uploaded. Transient statuses (429,
+// 5xx) are retried as for every other request.
 func (r *Registry) CheckPush(ctx context.Context, repo name.Repository) error {
-	if err := remote.CheckPushPermission(repo.Tag("slipway-push-check"), r.keychain, r.transport); err != nil {
-		return fmt.Errorf("cannot push to %s: %w", repo, err)
+	tr := transport.NewRetry(r.transport, transport.WithRetryBackoff(preflightBackoff), transport.WithRetryStatusCodes(transientStatuses...))
+	if err := remote.CheckPushPermission(repo.Tag("slipway-push-check"), r.keychain, tr); err != nil {
+		return fmt.Errorf("cannot push to %s: %w", repo, withStatus(err))
 	}
 	return nil
 }
@@ -87,7 +92,7 @@ func (r *Registry) WriteIndex(ctx context.Context, repo name.Repository, idx v1.
 		opts = append(opts, remote.WithProgress(r.progress(ref)))
 	}
 	if err := remote.WriteIndex(ref, idx, opts...); err != nil {
-		return name.Digest{}, fmt.Errorf("pushing %s: %w", ref, err)
+		return name.Digest{}, fmt.Errorf("pushing %s: %w", ref, withStatus(err))
 	}
 	return ref, nil
 }
@@ -100,7 +105,7 @@ func (r *Registry) Tag(ctx context.Context, d name.Digest, tags []string) error 
 	}
 	desc, err := remote.Get(d, r.remoteOpts(ctx)...)
 	if err != nil {
-		return fmt.Errorf("reading back %s before tagging: %w", d, err)
+		return fmt.Errorf("reading back %s before tagging: %w", d, withStatus(err))
 	}
 	if desc.Digest.String() != d.DigestStr() {
 		return fmt.Errorf("registry returned %s for %s", desc.Digest, d)
@@ -108,7 +113,7 @@ func (r *Registry) Tag(ctx context.Context, d name.Digest, tags []string) error 
 	for _, t := range tags {
 		tag := d.Context().Tag(t)
 		if err := remote.Tag(tag, desc, r.remoteOpts(ctx)...); err != nil {
-			return fmt.Errorf("tagging %s: %w", tag, err)
+			return fmt.Errorf("tagging %s: %w", tag, withStatus(err))
 		}
 	}
 	return nil
