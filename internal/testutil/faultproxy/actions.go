@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// Status answers with code and a distribution-style JSON error body, not
-// forwarding the request. retryAfter, when not empty, is sent as the
+// Status answers with code, not forwarding the request: a
+// distribution-style JSON error for 429 and 503, an HTML page (as a load
+// balancer sends) for the others. retryAfter, when not empty, is sent as the
 // Retry-After header.
 func Status(code int, retryAfter string) Action {
 	kind := strconv.Itoa(code)
@@ -22,9 +23,21 @@ func Status(code int, retryAfter string) Action {
 		if retryAfter != "" {
 			w.Header().Set("Retry-After", retryAfter)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		fmt.Fprintf(w, `{"errors":[{"code":"UNAVAILABLE","message":"injected %d"}]}`, code)
+		switch code {
+		case http.StatusTooManyRequests:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			fmt.Fprint(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"injected"}]}`)
+		case http.StatusServiceUnavailable:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			fmt.Fprint(w, `{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}`)
+		default:
+			// What a load balancer in front of a registry sends.
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(code)
+			fmt.Fprintf(w, "<html><body><h1>%d %s</h1></body></html>\n", code, http.StatusText(code))
+		}
 	}}
 }
 

@@ -118,6 +118,10 @@ func TestResetAndTruncate(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("PATCH through a reset: %s", resp.Status)
 	}
+	// The client sees the reset before the handler logs it.
+	for i := 0; i < 100 && len(p.Requests()) < 3; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if f := p.Faults(); f[UploadPatch]["reset-request"] != 1 || f[BlobGet]["reset-response"] != 1 || f[BlobGet]["truncate"] != 1 {
 		t.Fatalf("faults = %v", f)
 	}
