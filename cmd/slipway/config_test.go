@@ -1,0 +1,117 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/slipway-build/slipway/pipeline"
+	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign"
+)
+
+// load runs loadConfig on a config file with flags parsed from args.
+func load(t *testing.T, cfg string, args ...string) (*loadedConfig, error) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "slipway.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := &globalFlags{config: path}
+	cmd := newBuildCmd(g)
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	f := &buildFlags{}
+	return loadConfig(g, cmd.Flags(), f.bindings())
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	cfg := `repository: file.example.com/team
+platforms: [linux/amd64]
+scan:
+  db: {max_age: 24h}
+  severity: [CRITICAL]
+targets:
+  - name: hello
+    image:
+      env: {LOG_FORMAT: json, MixedCase: "1"}
+      annotations: {org.opencontainers.image.description: "x"}
+`
+	// File only.
+	lc, err := load(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc.Repository != "file.example.com/team" || lc.Scan.DB.MaxAge != 24*time.Hour || lc.Scan.Severity[0] != "CRITICAL" {
+		t.Fatalf("file values: %+v", lc.Config)
+	}
+	// Map keys keep their case and dots (viper would fold and split them).
+	img := lc.Targets[0].Image
+	if img.Env["LOG_FORMAT"] != "json" || img.Env["MixedCase"] != "1" || img.Annotations["org.opencontainers.image.description"] != "x" {
+		t.Fatalf("user maps changed: %+v", img)
+	}
+	// Defaults fill what the file leaves out.
+	if lc.OCILayout != pipeline.DefaultOCILayout || lc.OnFailure != pipeline.OnFailureAbort {
+		t.Fatalf("defaults: %+v", lc.Config)
+	}
+
+	// Env over file.
+	t.Setenv("SLIPWAY_REPOSITORY", "env.example.com/team")
+	t.Setenv("SLIPWAY_PLATFORMS", "linux/amd64,linux/arm64")
+	t.Setenv("SLIPWAY_SCAN_DB_MAX_AGE", "1h")
+	t.Setenv("SLIPWAY_SCAN_SEVERITY", "HIGH,CRITICAL")
+	t.Setenv("SLIPWAY_ON_FAILURE", "continue")
+	lc, err = load(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc.Repository != "env.example.com/team" || len(lc.Platforms) != 2 || lc.Scan.DB.MaxAge != time.Hour ||
+		len(lc.Scan.Severity) != 2 || lc.OnFailure != pipeline.OnFailureContinue {
+		t.Fatalf("env values: %+v", lc.Config)
+	}
+
+	// Flags over env.
+	lc, err = load(t, cfg, "--repository", "flag.example.com/team", "--platform", "linux/arm64", "--severity", "LOW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc.Repository != "flag.example.com/team" || len(lc.Platforms) != 1 || lc.Platforms[0] != "linux/arm64" || lc.Scan.Severity[0] != "LOW" {
+		t.Fatalf("flag values: %+v", lc.Config)
+	}
+
+	// A bad value from the environment is a config error naming the key.
+	t.Setenv("SLIPWAY_SCAN_DB_MAX_AGE", "soon")
+	_, err = load(t, cfg)
+	var ce *pipeline.ConfigError
+	if !errors.As(err, &ce) || exitCode(err) != exitUsage {
+		t.Fatalf("bad env value: err = %v", err)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{errors.New("boom"), 1},
+		{&usageError{errors.New("bad flag")}, 2},
+		{&pipeline.ConfigError{Key: "x", Msg: "bad"}, 2},
+		{errors.Join(&pipeline.ConfigError{Msg: "bad"}), 2},
+		{fmt.Errorf("gate of a: %w", &scan.PolicyViolation{}), 3},
+		{fmt.Errorf("verifying: %w", &sign.PolicyError{Reasons: []string{"unsigned"}}), 3},
+		{errors.Join(fmt.Errorf("gate of a: %w", &scan.PolicyViolation{}), fmt.Errorf("gate of b: %w", &scan.PolicyViolation{})), 3},
+		// A violation next to an operational failure: the run could not be
+		// fully judged, so it is an operational error.
+		{errors.Join(&scan.PolicyViolation{}, errors.New("registry down")), 1},
+	} {
+		if got := exitCode(c.err); got != c.want {
+			t.Errorf("exitCode(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package publish
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+)
+
+func TestRegistryWriteThenTag(t *testing.T) {
+	s := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer s.Close()
+	repo, err := name.NewRepository(strings.TrimPrefix(s.URL, "http://") + "/team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := random.Index(256, 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRegistry()
+	ctx := context.Background()
+	if err := r.CheckPush(ctx, repo); err != nil {
+		t.Fatalf("CheckPush: %v", err)
+	}
+	ref, err := r.WriteIndex(ctx, repo, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := idx.Digest()
+	if ref.DigestStr() != want.String() {
+		t.Fatalf("wrote %s, want %s", ref, want)
+	}
+	// Written by digest only: no tag yet.
+	if tags, _ := remote.List(repo); len(tags) != 0 {
+		t.Fatalf("tags before Tag: %v", tags)
+	}
+	if err := r.Tag(ctx, ref, []string{"latest", "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"latest", "v1"} {
+		got, err := remote.Index(repo.Tag(tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := got.Digest(); d != want {
+			t.Fatalf("%s -> %s", tag, d)
+		}
+		if err := validate.Index(got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Tagging a digest the registry lacks fails before any tag moves.
+	missing := repo.Digest("sha256:" + strings.Repeat("0", 64))
+	if err := r.Tag(ctx, missing, []string{"latest"}); err == nil {
+		t.Fatal("tagging a missing digest succeeded")
+	}
+}
+
+func TestLayoutEntries(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "oci")
+	l, err := NewLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := random.Index(128, 1, 2)
+	b, _ := random.Index(128, 1, 1)
+	if _, err := l.WriteIndex("alpha", a, []string{"latest", "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.WriteIndex("beta", b, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Rewriting alpha replaces its entries.
+	a2, _ := random.Index(128, 1, 2)
+	if _, err := l.WriteIndex("alpha", a2, []string{"latest"}); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := NewLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := l2.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || es[0].Target != "alpha" || es[1].Target != "beta" {
+		t.Fatalf("entries = %+v", es)
+	}
+	d2, _ := a2.Digest()
+	if es[0].Digest != d2 || strings.Join(es[0].Tags, ",") != "latest" || len(es[1].Tags) != 0 {
+		t.Fatalf("alpha = %s %v, beta tags %v", es[0].Digest, es[0].Tags, es[1].Tags)
+	}
+	if err := validate.Index(es[0].Index); err != nil {
+		t.Fatal(err)
+	}
+}
