@@ -59,6 +59,43 @@ for i in $(seq "$runs"); do
 done | median > "$work/noop"
 echo "no-op rebuild+push: $(cat "$work/noop")s"
 
+echo "== slipway run --push (build → scan → sign → push) vs the bare go builds"
+(cd "$root" && go run ./internal/cmd/mkvulndb -o "$work/db" -fixtures testdata/vulndb >/dev/null)
+COSIGN_PASSWORD=bench "$bin" keygen --output-key-prefix "$work/cosign" 2>/dev/null
+cat > run.yaml <<EOC
+repository: $REGISTRY/run
+platforms: [linux/amd64, linux/arm64]
+cache_dir: $work/run-cache
+targets:
+  - name: hello
+    main: ./cmd/hello
+scan:
+  db: {dir: $work/db}
+  cache_dir: $work/run-cache/layers
+sign:
+  key: $work/cosign.key
+  attestations: [sbom, vuln, provenance]
+EOC
+export COSIGN_PASSWORD=bench
+rss() { # peak RSS (MiB) of the command, via GNU time when present
+	if [ -x /usr/bin/time ]; then /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%.0f", $1/1024}'; else "$@" >/dev/null 2>&1; echo "?"; fi
+}
+export GOCACHE=$work/cache-run-cold
+t=$(now); "$bin" run -q -c run.yaml --push >/dev/null; echo "cold run: $(elapsed "$t")s (bare go builds cold: $(cat "$work/cold-bare")s)"
+unset GOCACHE
+for i in $(seq "$runs"); do
+	sed -i "s/hello from %s/hello from %s run$i/" cmd/hello/main.go
+	t=$(now); "$bin" run -q -c run.yaml --push >/dev/null; elapsed "$t"
+done | median > "$work/warm-run"
+echo "warm run after a one-line change: $(cat "$work/warm-run")s (bare go builds: $(cat "$work/warm-bare")s; overhead $(python3 -c "print('%+.0f%%'%(100*($(cat "$work/warm-run")/$(cat "$work/warm-bare")-1)))"))"
+for i in $(seq "$runs"); do
+	t=$(now); "$bin" run -q -c run.yaml --push >/dev/null; elapsed "$t"
+done | median > "$work/noop-run"
+echo "no-op rerun: $(cat "$work/noop-run")s"
+echo "peak RSS of a no-op run: $(rss "$bin" run -q -c run.yaml --push) MiB"
+sed -i "s/hello from %s/hello from %s rss/" cmd/hello/main.go
+echo "peak RSS of a run with a rebuild and rescan: $(rss "$bin" run -q -c run.yaml --push) MiB"
+
 echo "== image size"
 "$bin" build -q --oci-layout "$work/size" >/dev/null
 python3 - "$work/size" <<'EOP'
