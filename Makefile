@@ -38,6 +38,7 @@ test-short:
 	$(GO) test -short ./...
 
 bench: build deps
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./build ./scan/trivy
 	@scripts/bench.sh
 
 fuzz:

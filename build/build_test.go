@@ -295,3 +295,38 @@ func TestBuildErrorVerbatim(t *testing.T) {
 		t.Fatalf("err = %v, want the go command's output", err)
 	}
 }
+
+// BenchmarkBuildCached measures slipway's own work around the compiler:
+// binary cache lookup (source tree hash), layers, image and index assembly,
+// for two platforms on scratch with the CA layer.
+func BenchmarkBuildCached(b *testing.B) {
+	g, err := New(WithBinaryCache(b.TempDir()), WithCACertificates(CASystem))
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, file, _, _ := runtime.Caller(0)
+	tg := Target{
+		Name:    "hello",
+		Dir:     filepath.Join(filepath.Dir(filepath.Dir(file)), "testdata", "apps", "hello"),
+		Main:    "./cmd/hello",
+		Created: time.Unix(1700000000, 0),
+	}
+	for _, s := range []string{"linux/amd64", "linux/arm64"} {
+		p, _ := ParsePlatform(s)
+		tg.Platforms = append(tg.Platforms, p)
+	}
+	tg.Base, _ = ResolveBase(context.Background(), Scratch)
+	if _, err := g.Build(context.Background(), tg); err != nil { // fill the cache
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := g.Build(context.Background(), tg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !res.Images[0].Cached {
+			b.Fatal("binary cache missed")
+		}
+	}
+}
