@@ -1,7 +1,9 @@
 //go:build slipway_deps
 
 // Package tools pins modules that slipway's packages use, so that
-// `go mod tidy` keeps them while the packages are written.
+// `go mod tidy` keeps them while the packages are written, and programs the
+// tests build (the OCI distribution-spec conformance suite, run by
+// internal/conformance), so that `go mod download` fetches them.
 package tools
 
 import (
@@ -11,6 +13,7 @@ import (
 	_ "github.com/aquasecurity/trivy/pkg/scan/local"
 	_ "github.com/google/go-containerregistry/pkg/registry"
 	_ "github.com/google/go-containerregistry/pkg/v1/remote"
+	_ "github.com/opencontainers/distribution-spec/conformance"
 	_ "github.com/sigstore/cosign/v2/pkg/cosign"
 	_ "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	_ "github.com/spf13/cobra"
