@@ -12,6 +12,9 @@ import (
 	"syscall"
 
 	"github.com/slipway-build/slipway/build"
+	// Cloud KMS key references (awskms://, gcpkms://, azurekms://,
+	// hashivault://) for sign.key and policy keys.
+	_ "github.com/slipway-build/slipway/sign/kms"
 )
 
 func main() {
