@@ -20,6 +20,8 @@ type Request struct {
 	Status int
 	// BodyBytes is the number of request body bytes forwarded.
 	BodyBytes int64
+	// Query is the raw query string.
+	Query string
 }
 
 // Proxy is a recording reverse proxy on 127.0.0.1 in front of a registry.
@@ -59,7 +61,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 			rp.ServeHTTP(rec, r)
 		}
 		p.mu.Lock()
-		p.reqs = append(p.reqs, Request{Seq: len(p.reqs), Method: r.Method, Path: r.URL.Path, Status: rec.status, BodyBytes: cr.n})
+		p.reqs = append(p.reqs, Request{Seq: len(p.reqs), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Status: rec.status, BodyBytes: cr.n})
 		p.mu.Unlock()
 	}))
 	t.Cleanup(p.srv.Close)
@@ -98,6 +100,18 @@ func (p *Proxy) BlobUploadBytes() int64 {
 		}
 	}
 	return n
+}
+
+// Mounts returns the query strings of cross-repository blob mounts
+// (POST …/blobs/uploads/?mount=…&from=…) that the registry accepted (201).
+func (p *Proxy) Mounts() []string {
+	var out []string
+	for _, r := range p.Requests() {
+		if r.Method == http.MethodPost && strings.Contains(r.Query, "mount=") && r.Status == http.StatusCreated {
+			out = append(out, r.Query)
+		}
+	}
+	return out
 }
 
 // String summarises the requests, one per line.
