@@ -136,8 +136,9 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 	}
 	if f.push {
 		var popts []publish.Option
-		if p := uploadProgress(g); p != nil {
+		if p, wait := uploadProgress(g); p != nil {
 			popts = append(popts, publish.WithProgress(p))
+			defer wait()
 		}
 		reg, err := registry(lc.Config, lc.Jobs, popts...)
 		if err != nil {

@@ -11,11 +11,12 @@ import (
 )
 
 // uploadProgress returns a progress function for publish.WithProgress that
-// draws one bar per pushed index on a terminal, or nil when stderr is not a
-// terminal or logs are JSON (then plain log lines say what happened).
-func uploadProgress(g *globalFlags) func(name.Reference) chan<- v1.Update {
+// draws one bar per pushed index on a terminal, and a function that waits
+// for the bars to be drawn; both are nil when stderr is not a terminal or
+// logs are JSON (then plain log lines say what happened).
+func uploadProgress(g *globalFlags) (func(name.Reference) chan<- v1.Update, func()) {
 	if g.logFormat == "json" || g.quiet || !term.IsTerminal(int(os.Stderr.Fd())) {
-		return nil
+		return nil, nil
 	}
 	p := mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(40))
 	return func(ref name.Reference) chan<- v1.Update {
@@ -41,5 +42,5 @@ func uploadProgress(g *globalFlags) func(name.Reference) chan<- v1.Update {
 			}
 		}()
 		return ch
-	}
+	}, p.Wait
 }

@@ -473,25 +473,7 @@ func loadPolicyFile(path string) (*pipeline.PolicyConfig, error) {
 	if err != nil {
 		return nil, &pipeline.ConfigError{File: path, Msg: err.Error()}
 	}
-	c, err := pipeline.DecodeStrict(path, append([]byte("policy:\n"), indent(data)...))
-	if err != nil {
-		var ce *pipeline.ConfigError
-		if errors.As(err, &ce) && ce.Line > 0 {
-			ce.Line-- // the added "policy:" line
-		}
-		return nil, err
-	}
-	return &c.Policy, nil
-}
-
-func indent(b []byte) []byte {
-	lines := strings.Split(string(b), "\n")
-	for i, l := range lines {
-		if l != "" {
-			lines[i] = "  " + l
-		}
-	}
-	return []byte(strings.Join(lines, "\n"))
+	return pipeline.DecodePolicyFile(path, data)
 }
 
 // signPolicy converts the policy config into sign.Policy.
