@@ -50,7 +50,7 @@ func NewRegistry(opts ...Option) *Registry {
 	for _, o := range opts {
 		o(r)
 	}
-	r.transport = &retryAfter{inner: r.transport, max: MaxRetryAfter}
+	r.transport = &manifestGuard{inner: &retryAfter{inner: r.transport, max: MaxRetryAfter}}
 	return r
 }
 

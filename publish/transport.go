@@ -1,7 +1,12 @@
 package publish
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -9,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // MaxRetryAfter caps how long a Retry-After header can hold a request back:
@@ -101,3 +107,45 @@ type statusError struct {
 
 func (e *statusError) Error() string { return e.err.Error() + " (HTTP " + e.status + ")" }
 func (e *statusError) Unwrap() error { return e.err }
+
+// MaxManifestSize bounds the manifests and indexes slipway reads (4 MiB,
+// the limit of distribution and of the OCI distribution spec's minimum):
+// go-containerregistry reads up to 100 MiB into memory.
+const MaxManifestSize = 4 << 20
+
+// manifestGuard checks manifest responses before go-containerregistry
+// reads them: a body over MaxManifestSize is refused without being read,
+// and one whose sha256 differs from the Docker-Content-Digest the registry
+// sent with it is refused (go-containerregistry ignores that header when
+// pulling by tag, so an altered response would go unnoticed).
+type manifestGuard struct{ inner http.RoundTripper }
+
+func (t *manifestGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.inner.RoundTrip(req)
+	if err != nil || req.Method != http.MethodGet || resp.StatusCode != http.StatusOK || !strings.Contains(req.URL.Path, "/manifests/") {
+		return resp, err
+	}
+	if resp.ContentLength > MaxManifestSize {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: manifest of %d bytes exceeds the %d-byte limit", req.URL.Redacted(), resp.ContentLength, MaxManifestSize)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > MaxManifestSize {
+		return nil, fmt.Errorf("GET %s: manifest exceeds the %d-byte limit", req.URL.Redacted(), MaxManifestSize)
+	}
+	claimed := resp.Header.Get("Docker-Content-Digest")
+	mt := resp.Header.Get("Content-Type")
+	if algo, hexSum, ok := strings.Cut(claimed, ":"); ok && algo == "sha256" && mt != string(types.DockerManifestSchema1Signed) {
+		sum := sha256.Sum256(body)
+		if got := hex.EncodeToString(sum[:]); got != hexSum {
+			return nil, fmt.Errorf("GET %s: manifest digest mismatch: Docker-Content-Digest says %s, body is sha256:%s", req.URL.Redacted(), claimed, got)
+		}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	return resp, nil
+}

@@ -2,8 +2,11 @@ package publish
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -83,5 +86,51 @@ func TestWithStatus(t *testing.T) {
 	other := errors.New("dial tcp: refused")
 	if withStatus(other) != other {
 		t.Fatal("non-HTTP error rewrapped")
+	}
+}
+
+func TestManifestGuard(t *testing.T) {
+	body := []byte(`{"schemaVersion":2}`)
+	sum := sha256.Sum256(body)
+	good := "sha256:" + hex.EncodeToString(sum[:])
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("case") {
+		case "good":
+			w.Header().Set("Docker-Content-Digest", good)
+			w.Write(body)
+		case "nodigest":
+			w.Write(body)
+		case "forged":
+			w.Header().Set("Docker-Content-Digest", "sha256:"+strings.Repeat("0", 64))
+			w.Write(body)
+		case "big":
+			w.Header().Set("Content-Length", fmt.Sprint(50<<20))
+			w.Write(make([]byte, 1<<20))
+		case "chunked":
+			for i := 0; i < 5; i++ {
+				w.Write(make([]byte, 1<<20))
+				w.(http.Flusher).Flush()
+			}
+		}
+	}))
+	defer srv.Close()
+	tr := &manifestGuard{inner: http.DefaultTransport}
+	for c, wantErr := range map[string]string{"good": "", "nodigest": "", "forged": "digest mismatch", "big": "exceeds", "chunked": "exceeds"} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/a/manifests/1?case="+c, nil)
+		resp, err := tr.RoundTrip(req)
+		if wantErr == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c, err)
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if string(b) != string(body) {
+				t.Errorf("%s: body %q", c, b)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s: err %v, want %q", c, err, wantErr)
+		}
 	}
 }
