@@ -7,8 +7,13 @@ package e2e
 // no tag and no signature.
 
 import (
-	"context"
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -345,20 +350,293 @@ func TestPersistentManifestPut503(t *testing.T) {
 	t.Logf("failed after %s with %d manifest PUTs: %s", run.elapsed.Round(time.Millisecond), p.Count(faultproxy.ManifestPut), last)
 }
 
-// TestRegistryFaultProbe pushes through the proxy with no fault, to check
-// the request flow the other cases rely on: every endpoint class used,
-// nothing reaching the registry around the proxy.
-func TestRegistryFaultProbe(t *testing.T) {
-	reg, p := proxied(t)
-	pushBase(t, reg.Host, "base/img")
-	app := copyApp(t, "hello")
-	cfg := faultConfig(app, p.Host+"/team", p.Host+"/base/img:1")
-	run := pushWith(t, cfg, nil)
-	if run.code != 0 {
-		t.Fatalf("push: %s", run)
+// layerDigests are the digests of img's layers, in order.
+func layerDigests(t *testing.T, img v1.Image) []string {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("%s", p)
-	checkPushed(t, reg.Host, "team/hello", run.res.Digest)
-	_ = context.Background
-	_ = http.MethodGet
+	var out []string
+	for _, l := range ls {
+		d, err := l.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d.String())
+	}
+	return out
+}
+
+// checkBlobStore fails unless every blob file in reg's storage holds bytes
+// matching its digest, and the store holds exactly the blobs of the index
+// host/repo@digest (its manifests, configs and layers): no partial or
+// stray blob was committed.
+func checkBlobStore(t *testing.T, reg *testutil.Registry, repo, digest string) {
+	t.Helper()
+	r, _ := name.NewRepository(reg.Host + "/" + repo)
+	want := map[string]bool{digest: true}
+	idx, err := remote.Index(r.Digest(digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range im.Manifests {
+		want[d.Digest.String()] = true
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[m.Config.Digest.String()] = true
+		for _, l := range m.Layers {
+			want[l.Digest.String()] = true
+		}
+	}
+	got := storedBlobs(t, reg)
+	for d := range want {
+		if !got[d] {
+			t.Errorf("blob %s of the image missing from the store", d)
+		}
+	}
+	for d := range got {
+		if !want[d] {
+			t.Errorf("stray blob %s in the store", d)
+		}
+	}
+}
+
+// storedBlobs reads every blob in reg's storage, failing on one whose
+// bytes do not match its digest, and returns the digests.
+func storedBlobs(t *testing.T, reg *testutil.Registry) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	root := filepath.Join(reg.Root, "docker", "registry", "v2", "blobs", "sha256")
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() || fi.Name() != "data" {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			t.Fatal(err)
+		}
+		d := "sha256:" + filepath.Base(filepath.Dir(p))
+		if sum := "sha256:" + hex.EncodeToString(h.Sum(nil)); sum != d {
+			t.Errorf("CORRUPT blob in the store: %s holds %s", d, sum)
+		}
+		got[d] = true
+		return nil
+	})
+	return got
+}
+
+// twoRegistries is a base registry and a destination registry, each behind
+// its own fault proxy, with a base image in the first: pushing streams the
+// base layers from one to the other (no cross-registry mount).
+type twoRegistries struct {
+	src, dst   *testutil.Registry
+	psrc, pdst *faultproxy.Proxy
+	base       v1.Image
+	baseRef    string
+}
+
+func startTwoRegistries(t *testing.T) *twoRegistries {
+	t.Helper()
+	tr := &twoRegistries{}
+	tr.src, tr.psrc = proxied(t)
+	tr.dst, tr.pdst = proxied(t)
+	tr.base = pushBase(t, tr.src.Host, "base/img")
+	tr.baseRef = tr.psrc.Host + "/base/img:1"
+	return tr
+}
+
+// TestConnectionResets: the connection drops mid-PATCH of the app layer
+// and mid-GET of a base layer streamed from another registry. Both are
+// retried; the destination holds exactly the image's blobs, each intact.
+func TestConnectionResets(t *testing.T) {
+	tr := startTwoRegistries(t)
+	app := copyApp(t, "hello")
+	layers := layerDigests(t, tr.base)
+	tr.pdst.Add(&faultproxy.Rule{Class: faultproxy.UploadPatch, Times: 1,
+		Match:  func(r *http.Request) bool { return r.ContentLength > 1<<20 },
+		Action: faultproxy.ResetRequestAfter(256 << 10)})
+	tr.psrc.Add(&faultproxy.Rule{Class: faultproxy.BlobGet, Times: 1,
+		Match:  func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, layers[1]) },
+		Action: faultproxy.ResetResponseAfter(16 << 10)})
+	run := pushWith(t, faultConfig(app, tr.pdst.Host+"/team", tr.baseRef), nil)
+	tally(t, tr.psrc)
+	tally(t, tr.pdst)
+	if run.code != 0 {
+		t.Fatalf("push: %s\nsource:\n%s\ndestination:\n%s", run, tr.psrc, tr.pdst)
+	}
+	for _, p := range []*faultproxy.Proxy{tr.psrc, tr.pdst} {
+		if n := len(p.Faults()); n != 1 {
+			t.Fatalf("fault not injected (%d classes):\n%s", n, p)
+		}
+	}
+	checkPushed(t, tr.dst.Host, "team/hello", run.res.Digest)
+	checkBlobStore(t, tr.dst, "team/hello", run.res.Digest)
+	if got := tr.psrc.Count(faultproxy.BlobGet); got < 2 {
+		t.Fatalf("base layer GET not retried:\n%s", tr.psrc)
+	}
+}
+
+// TestLyingBlobHead: the registry claims (HEAD 200) to have every blob it
+// was never sent. slipway must not exit 0 with an image whose blobs are
+// missing: distribution refuses the manifest, and nothing is tagged.
+func TestLyingBlobHead(t *testing.T) {
+	reg, p := proxied(t)
+	app := copyApp(t, "hello")
+	p.Add(&faultproxy.Rule{Class: faultproxy.BlobHead, Action: faultproxy.Serve("lying-head", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Docker-Content-Digest", r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:])
+		w.Header().Set("Content-Length", "1024")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusOK)
+	})})
+	run := pushWith(t, faultConfig(app, p.Host+"/team", "scratch"), nil)
+	tally(t, p)
+	if run.code == 0 {
+		// Exit 0 is only acceptable if the image really is complete.
+		checkPushed(t, reg.Host, "team/hello", run.res.Digest)
+		t.Fatalf("exit 0 although no blob was uploaded:\n%s", p)
+	}
+	if run.code != 1 || !strings.Contains(run.stderr, "MANIFEST_BLOB_UNKNOWN") && !strings.Contains(run.stderr, "BLOB_UNKNOWN") {
+		t.Fatalf("want exit 1 naming the unknown blob:\n%s", run)
+	}
+	if p.Count(faultproxy.UploadPatch) != 0 {
+		t.Fatalf("blobs were uploaded despite HEAD 200:\n%s", p)
+	}
+	checkNothingTagged(t, reg.Host, "team/hello")
+	storedBlobs(t, reg)
+	t.Logf("lying HEAD: %s", lastLine(run.stderr))
+}
+
+// TestCorruptBase: a base layer served with other bytes (a valid layer of
+// the same size), truncated (a clean, short response), or the base tag
+// served with a forged Docker-Content-Digest. The run fails naming the
+// mismatch; the destination holds no tag and no corrupt or forged blob,
+// and nothing at all when the mismatch shows before the push.
+func TestCorruptBase(t *testing.T) {
+	db := fixtureDB(t)
+	app := copyApp(t, "hello")
+	cases := []struct {
+		name       string
+		rule       func(base v1.Image) *faultproxy.Rule
+		readOnPush bool
+	}{
+		{"other bytes, same size", func(base v1.Image) *faultproxy.Rule {
+			ls, _ := base.Layers()
+			d, _ := ls[0].Digest()
+			size, _ := ls[0].Size()
+			return &faultproxy.Rule{Class: faultproxy.BlobGet, Match: suffix(d.String()),
+				Action: faultproxy.Body("wrong-bytes", forgedLayer(t, int(size)), nil)}
+		}, true},
+		{"truncated", func(base v1.Image) *faultproxy.Rule {
+			return &faultproxy.Rule{Class: faultproxy.BlobGet, Match: suffix(layerDigests(t, base)[1]), Action: faultproxy.Truncate(1000)}
+		}, false},
+		{"forged tag digest", func(v1.Image) *faultproxy.Rule {
+			return &faultproxy.Rule{Class: faultproxy.ManifestGet, Action: faultproxy.RewriteHeader("Docker-Content-Digest", func(string) string {
+				return "sha256:" + strings.Repeat("ab", 32)
+			})}
+		}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			tr := startTwoRegistries(t)
+			tr.psrc.Add(c.rule(tr.base))
+			cfg := faultConfig(app, tr.pdst.Host+"/team", tr.baseRef) +
+				fmt.Sprintf("scan:\n  db: {dir: %s}\n  cache_dir: %s\n", db, t.TempDir())
+			run := pushWith(t, cfg, nil, "--scan")
+			tally(t, tr.psrc)
+			if run.code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s\n%s", run.code, run, tr.psrc)
+			}
+			if len(tr.psrc.Faults()) == 0 {
+				t.Fatalf("fault not injected:\n%s", tr.psrc)
+			}
+			last := lastLine(run.stderr)
+			if !mentionsDigestMismatch(last) {
+				t.Fatalf("error does not say the digest did not match: %q", last)
+			}
+			stored := storedBlobs(t, tr.dst) // fails on any corrupt blob
+			if c.readOnPush {
+				// Trivy stops reading a layer at the tar end marker, before
+				// go-containerregistry's digest check at EOF: the mismatch
+				// surfaces when the push streams the layer. Blobs pushed
+				// before it are intact; nothing is tagged, the forged
+				// layer is not stored.
+				checkNothingTagged(t, tr.dst.Host, "team/hello")
+				for _, d := range layerDigests(t, tr.base) {
+					if stored[d] {
+						t.Fatalf("forged layer %s stored", d)
+					}
+				}
+			} else {
+				registryHasNothing(t, tr.dst)
+			}
+			t.Logf("%s: %s", c.name, last)
+		})
+	}
+}
+
+// forgedLayer is a valid gzipped tar layer (one file of random bytes) of
+// exactly size bytes, padded with a gzip header extra field: a substitute
+// for a real layer that passes every check but the digest.
+func forgedLayer(t *testing.T, size int) []byte {
+	t.Helper()
+	gz := func(n int, extra []byte) []byte {
+		content := make([]byte, n)
+		for i := range content {
+			content[i] = byte(i*7919 + i/251) // incompressible enough, deterministic
+		}
+		var tarBuf bytes.Buffer
+		tw := tar.NewWriter(&tarBuf)
+		tw.WriteHeader(&tar.Header{Name: "etc/forged", Mode: 0o644, Size: int64(n), Typeflag: tar.TypeReg})
+		tw.Write(content)
+		tw.Close()
+		var b bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&b, gzip.NoCompression)
+		zw.Extra = extra
+		zw.Write(tarBuf.Bytes())
+		zw.Close()
+		return b.Bytes()
+	}
+	for n := size - 8192; n > 0; n -= 1024 {
+		bare := len(gz(n, nil))
+		if pad := size - bare - 2; pad >= 1 && pad < 60000 {
+			out := gz(n, bytes.Repeat([]byte{'x'}, pad))
+			if len(out) != size {
+				t.Fatalf("forged layer is %d bytes, want %d", len(out), size)
+			}
+			return out
+		}
+	}
+	t.Fatalf("cannot forge a layer of %d bytes", size)
+	return nil
+}
+
+func mentionsDigestMismatch(s string) bool {
+	s = strings.ToLower(s)
+	for _, w := range []string{"digest mismatch", "does not match", "unexpected digest", "size mismatch", "error verifying"} {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+func suffix(d string) func(*http.Request) bool {
+	return func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, d) }
 }
