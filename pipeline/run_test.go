@@ -1,0 +1,130 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/slipway-build/slipway/build"
+	"github.com/slipway-build/slipway/internal/fakes"
+	"github.com/slipway-build/slipway/pipeline"
+	"github.com/slipway-build/slipway/scan"
+)
+
+func jobs(names ...string) []pipeline.Job {
+	var out []pipeline.Job
+	for _, n := range names {
+		repo, _ := name.NewRepository("registry.example.com/team/" + n)
+		out = append(out, pipeline.Job{
+			Target:     build.Target{Name: n, Platforms: []v1.Platform{{OS: "linux", Architecture: "amd64"}}},
+			BaseRef:    build.Scratch,
+			Tags:       []string{"latest"},
+			Repository: repo,
+		})
+	}
+	return out
+}
+
+var high = scan.Finding{ID: "CVE-2022-32149", Severity: scan.SeverityHigh, PkgName: "golang.org/x/text", InstalledVersion: "v0.3.7"}
+
+func stages(log *fakes.Log, b *fakes.Builder, findings map[string][]scan.Finding) pipeline.Stages {
+	return pipeline.Stages{
+		Builder:     b,
+		Scanner:     &fakes.Scanner{Builder: b, Findings: findings},
+		Signer:      &fakes.Signer{Log: log},
+		Destination: &fakes.Destination{Log: log},
+	}
+}
+
+func TestRunWritesImageSignaturesThenTags(t *testing.T) {
+	log := &fakes.Log{}
+	b := &fakes.Builder{}
+	res, err := pipeline.Run(context.Background(), jobs("a", "b"), stages(log, b, nil), pipeline.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(log.Entries, ","); got != "image a,signatures a,tag a,image b,signatures b,tag b" {
+		t.Fatalf("writes = %s", got)
+	}
+	for _, tr := range res.Targets {
+		if !tr.Pushed || tr.Gate != "pass" || len(tr.Signatures) != 1 || tr.Digest == "" {
+			t.Fatalf("result %+v", tr)
+		}
+	}
+}
+
+func TestRunAbortWritesNothing(t *testing.T) {
+	log := &fakes.Log{}
+	b := &fakes.Builder{}
+	res, err := pipeline.Run(context.Background(), jobs("clean", "vuln"), stages(log, b, map[string][]scan.Finding{"vuln": {high}}), pipeline.RunOptions{})
+	var pv *scan.PolicyViolation
+	if !errors.As(err, &pv) {
+		t.Fatalf("err = %v, want a policy violation", err)
+	}
+	if len(log.Entries) != 0 {
+		t.Fatalf("wrote %v after a failed gate", log.Entries)
+	}
+	if res.Targets[0].Gate != "pass" || res.Targets[1].Gate != "fail" || res.Targets[1].Findings["HIGH"] != 1 {
+		t.Fatalf("results %+v", res.Targets)
+	}
+}
+
+func TestRunContinueWritesThePassing(t *testing.T) {
+	log := &fakes.Log{}
+	b := &fakes.Builder{}
+	_, err := pipeline.Run(context.Background(), jobs("clean", "vuln"), stages(log, b, map[string][]scan.Finding{"vuln": {high}}), pipeline.RunOptions{ContinueOnFailure: true})
+	if err == nil {
+		t.Fatal("want the gate failure reported")
+	}
+	if got := strings.Join(log.Entries, ","); got != "image clean,signatures clean,tag clean" {
+		t.Fatalf("writes = %s", got)
+	}
+}
+
+func TestRunBuildErrorWritesNothing(t *testing.T) {
+	log := &fakes.Log{}
+	b := &fakes.Builder{Errs: map[string]error{"b": errors.New("compile error")}}
+	_, err := pipeline.Run(context.Background(), jobs("a", "b"), stages(log, b, nil), pipeline.RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), "building b: compile error") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(log.Entries) != 0 {
+		t.Fatalf("wrote %v", log.Entries)
+	}
+}
+
+func TestRunPreflightFailsBeforeBuilding(t *testing.T) {
+	log := &fakes.Log{}
+	b := &fakes.Builder{}
+	st := stages(log, b, nil)
+	st.Destination = &fakes.Destination{Log: log, CheckErr: errors.New("cannot push: unauthorized")}
+	_, err := pipeline.Run(context.Background(), jobs("a"), st, pipeline.RunOptions{})
+	if err == nil || len(b.Builds) != 0 {
+		t.Fatalf("err = %v, builds = %v: want a failure before any build", err, b.Builds)
+	}
+}
+
+func TestRunBaseVerifiedOnce(t *testing.T) {
+	log := &fakes.Log{}
+	b := &fakes.Builder{}
+	st := stages(log, b, nil)
+	calls := 0
+	st.ResolveBase = func(ctx context.Context, ref string) (*build.Base, error) {
+		return &build.Base{Name: "example.com/base:1", Ref: "example.com/base:1"}, nil
+	}
+	st.VerifyBase = func(ctx context.Context, base *build.Base) error {
+		calls++
+		return &scan.PolicyViolation{}
+	}
+	j := jobs("a", "b")
+	for i := range j {
+		j[i].BaseRef = "example.com/base:1"
+	}
+	_, err := pipeline.Run(context.Background(), j, st, pipeline.RunOptions{})
+	if err == nil || calls != 1 || len(b.Builds) != 0 || len(log.Entries) != 0 {
+		t.Fatalf("err = %v, verify calls = %d, builds = %v, writes = %v", err, calls, b.Builds, log.Entries)
+	}
+}
