@@ -93,46 +93,9 @@ func ResolveBase(ctx context.Context, ref string, opts ...remote.Option) (*Base,
 }
 
 func resolveLayoutBase(ref string) (*Base, error) {
-	spec := strings.TrimPrefix(ref, LayoutPrefix)
-	dir, dgst, hasDigest := strings.Cut(spec, "@")
-	p, err := layout.FromPath(dir)
+	root, desc, err := OpenLayoutRef(ref, nil)
 	if err != nil {
-		return nil, fmt.Errorf("opening base layout %s: %w", dir, err)
-	}
-	root, err := p.ImageIndex()
-	if err != nil {
-		return nil, fmt.Errorf("reading base layout %s: %w", dir, err)
-	}
-	im, err := root.IndexManifest()
-	if err != nil {
-		return nil, fmt.Errorf("reading base layout %s: %w", dir, err)
-	}
-	var desc *v1.Descriptor
-	if hasDigest {
-		h, err := v1.NewHash(dgst)
-		if err != nil {
-			return nil, fmt.Errorf("base %s: %w", ref, err)
-		}
-		for i := range im.Manifests {
-			if im.Manifests[i].Digest == h {
-				desc = &im.Manifests[i]
-				break
-			}
-		}
-		if desc == nil {
-			return nil, fmt.Errorf("base %s: layout has no manifest %s", ref, h)
-		}
-	} else {
-		seen := map[v1.Hash]bool{}
-		for i := range im.Manifests {
-			if !seen[im.Manifests[i].Digest] {
-				seen[im.Manifests[i].Digest] = true
-				desc = &im.Manifests[i]
-			}
-		}
-		if len(seen) != 1 {
-			return nil, fmt.Errorf("base %s: layout holds %d manifests; name one with oci:%s@sha256:…", ref, len(seen), dir)
-		}
+		return nil, err
 	}
 	b := &Base{Name: ref, Ref: ref, Digest: desc.Digest, MediaType: desc.MediaType}
 	switch {
@@ -147,6 +110,54 @@ func resolveLayoutBase(ref string) (*Base, error) {
 		return nil, fmt.Errorf("base %s: %w", ref, err)
 	}
 	return b, nil
+}
+
+// OpenLayoutRef opens "oci:DIR" or "oci:DIR@sha256:…" and returns the
+// layout's root index and the descriptor the reference names. Without a
+// digest the layout must hold exactly one manifest, not counting entries
+// for which skip (when set) returns true.
+func OpenLayoutRef(ref string, skip func(v1.Descriptor) bool) (v1.ImageIndex, v1.Descriptor, error) {
+	spec := strings.TrimPrefix(ref, LayoutPrefix)
+	dir, dgst, hasDigest := strings.Cut(spec, "@")
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, v1.Descriptor{}, fmt.Errorf("opening layout %s: %w", dir, err)
+	}
+	root, err := p.ImageIndex()
+	if err != nil {
+		return nil, v1.Descriptor{}, fmt.Errorf("reading layout %s: %w", dir, err)
+	}
+	im, err := root.IndexManifest()
+	if err != nil {
+		return nil, v1.Descriptor{}, fmt.Errorf("reading layout %s: %w", dir, err)
+	}
+	if hasDigest {
+		h, err := v1.NewHash(dgst)
+		if err != nil {
+			return nil, v1.Descriptor{}, fmt.Errorf("%s: %w", ref, err)
+		}
+		for _, d := range im.Manifests {
+			if d.Digest == h {
+				return root, d, nil
+			}
+		}
+		return nil, v1.Descriptor{}, fmt.Errorf("%s: layout has no manifest %s", ref, h)
+	}
+	var found *v1.Descriptor
+	for i := range im.Manifests {
+		d := im.Manifests[i]
+		if skip != nil && skip(d) {
+			continue
+		}
+		if found != nil && found.Digest != d.Digest {
+			return nil, v1.Descriptor{}, fmt.Errorf("%s: layout holds several manifests; name one with oci:%s@sha256:…", ref, dir)
+		}
+		found = &d
+	}
+	if found == nil {
+		return nil, v1.Descriptor{}, fmt.Errorf("%s: layout holds no manifest", ref)
+	}
+	return root, *found, nil
 }
 
 // Image returns the base image for platform p and the digest of its
@@ -166,6 +177,9 @@ func (b *Base) Image(p v1.Platform) (v1.Image, string, error) {
 		if !samePlatform(p, have) {
 			return nil, "", fmt.Errorf("base %s is a single-platform image for %s, not %s", b.Name, platformString(have), platformString(p))
 		}
+		if err := checkImageTypes(b.image); err != nil {
+			return nil, "", fmt.Errorf("base %s: %w", b.Name, err)
+		}
 		return b.image, b.Digest.String(), nil
 	}
 	desc, err := b.find(p)
@@ -176,7 +190,40 @@ func (b *Base) Image(p v1.Platform) (v1.Image, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("reading base image for %s: %w", platformString(p), err)
 	}
+	if err := checkImageTypes(img); err != nil {
+		return nil, "", fmt.Errorf("base %s (%s, %s): %w", b.Name, platformString(p), desc.Digest, err)
+	}
 	return img, desc.Digest.String(), nil
+}
+
+// layerTypes are the layer media types an image runtime can unpack.
+var layerTypes = map[types.MediaType]bool{
+	types.DockerLayer: true, types.DockerForeignLayer: true, types.DockerUncompressedLayer: true,
+	types.OCILayer: true, types.OCILayerZStd: true, types.OCIUncompressedLayer: true,
+	types.OCIRestrictedLayer: true, types.OCIUncompressedRestrictedLayer: true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": true,
+}
+
+// checkImageTypes fails, naming the type, unless img's manifest really is
+// an image manifest (the index entry's media type is only a claim about
+// the bytes behind the digest) and every layer is a filesystem layer.
+func checkImageTypes(img v1.Image) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return fmt.Errorf("reading manifest: %w", err)
+	}
+	if m.MediaType != "" && !m.MediaType.IsImage() {
+		return fmt.Errorf("manifest has media type %q, not an image manifest", m.MediaType)
+	}
+	if m.Config.MediaType != "" && !m.Config.MediaType.IsConfig() {
+		return fmt.Errorf("config has media type %q, not an image config", m.Config.MediaType)
+	}
+	for i, l := range m.Layers {
+		if !layerTypes[l.MediaType] {
+			return fmt.Errorf("layer %d (%s) has media type %q, not a filesystem layer", i, l.Digest, l.MediaType)
+		}
+	}
+	return nil
 }
 
 // CheckPlatforms fails, naming every missing platform, unless the base has

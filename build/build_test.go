@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -328,5 +329,39 @@ func BenchmarkBuildCached(b *testing.B) {
 		if !res.Images[0].Cached {
 			b.Fatal("binary cache missed")
 		}
+	}
+}
+
+func TestOpenLayoutRef(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "oci")
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := random.Image(64, 1)
+	b, _ := random.Image(64, 1)
+	if err := p.AppendImage(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(b, layout.WithAnnotations(map[string]string{"kind": "signature"})); err != nil {
+		t.Fatal(err)
+	}
+	da, _ := a.Digest()
+	if _, _, err := OpenLayoutRef("oci:"+dir, nil); err == nil || !strings.Contains(err.Error(), "several manifests") {
+		t.Fatalf("two manifests, no digest: err = %v", err)
+	}
+	_, d, err := OpenLayoutRef("oci:"+dir, func(d v1.Descriptor) bool { return d.Annotations["kind"] == "signature" })
+	if err != nil || d.Digest != da {
+		t.Fatalf("with skip: %v %v", d.Digest, err)
+	}
+	if _, d, err := OpenLayoutRef("oci:"+dir+"@"+da.String(), nil); err != nil || d.Digest != da {
+		t.Fatalf("by digest: %v %v", d.Digest, err)
+	}
+	if _, _, err := OpenLayoutRef("oci:"+dir+"@sha256:"+strings.Repeat("1", 64), nil); err == nil {
+		t.Fatal("missing digest found")
+	}
+	base, err := ResolveBase(context.Background(), "oci:"+dir+"@"+da.String())
+	if err != nil || base.Digest != da {
+		t.Fatalf("ResolveBase: %v", err)
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/pipeline"
@@ -220,36 +219,15 @@ func writeFileAtomic(path string, write func(io.Writer) error) error {
 // index or an image.
 func loadImage(ctx context.Context, lc *loadedConfig, ref string) (string, v1.ImageIndex, v1.Image, error) {
 	if strings.HasPrefix(ref, build.LayoutPrefix) {
-		dir, dgst, hasDigest := strings.Cut(strings.TrimPrefix(ref, build.LayoutPrefix), "@")
-		p, err := layout.FromPath(dir)
+		// Without a digest, signatures and attestations in the layout do not
+		// count as candidates.
+		root, desc, err := build.OpenLayoutRef(ref, func(d v1.Descriptor) bool {
+			return d.Annotations[publish.AnnotationKind] != publish.KindImage && d.Annotations[sign.AnnotationKind] != ""
+		})
 		if err != nil {
-			return "", nil, nil, fmt.Errorf("opening %s: %w", ref, err)
+			return "", nil, nil, err
 		}
-		root, err := p.ImageIndex()
-		if err != nil {
-			return "", nil, nil, fmt.Errorf("reading %s: %w", ref, err)
-		}
-		im, err := root.IndexManifest()
-		if err != nil {
-			return "", nil, nil, fmt.Errorf("reading %s: %w", ref, err)
-		}
-		var desc *v1.Descriptor
-		for i := range im.Manifests {
-			d := &im.Manifests[i]
-			if hasDigest && d.Digest.String() != dgst {
-				continue
-			}
-			if !hasDigest && (d.Annotations[publish.AnnotationKind] != publish.KindImage && d.Annotations[sign.AnnotationKind] != "") {
-				continue // signatures and attestations
-			}
-			if desc != nil && desc.Digest != d.Digest {
-				return "", nil, nil, &usageError{fmt.Errorf("%s holds several images: name one with oci:%s@sha256:…", ref, dir)}
-			}
-			desc = d
-		}
-		if desc == nil {
-			return "", nil, nil, fmt.Errorf("%s: no such image in the layout", ref)
-		}
+		dir, _, _ := strings.Cut(strings.TrimPrefix(ref, build.LayoutPrefix), "@")
 		subject := build.LayoutPrefix + dir + "@" + desc.Digest.String()
 		if desc.MediaType.IsIndex() {
 			idx, err := root.ImageIndex(desc.Digest)
