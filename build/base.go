@@ -234,8 +234,13 @@ func (b *Base) CheckPlatforms(ps []v1.Platform) error {
 	}
 	var missing []string
 	if b.image != nil {
+		cf, err := b.image.ConfigFile()
+		if err != nil {
+			return fmt.Errorf("reading base config: %w", err)
+		}
+		have := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 		for _, p := range ps {
-			if _, _, err := b.Image(p); err != nil {
+			if !samePlatform(p, have) {
 				missing = append(missing, platformString(p))
 			}
 		}
