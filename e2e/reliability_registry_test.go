@@ -11,23 +11,31 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/slipway-build/slipway/internal/testutil"
 	"github.com/slipway-build/slipway/internal/testutil/faultproxy"
@@ -639,4 +647,231 @@ func mentionsDigestMismatch(s string) bool {
 
 func suffix(d string) func(*http.Request) bool {
 	return func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, d) }
+}
+
+// rawManifest is a manifest pushed byte for byte.
+type rawManifest struct {
+	b  []byte
+	mt types.MediaType
+}
+
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.b, nil }
+func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }
+
+// slipwayRSS runs slipway like slipway() and also returns its peak RSS
+// (getrusage maxrss of the child, in bytes).
+func slipwayRSS(t *testing.T, dir string, env []string, args ...string) (result, int64) {
+	t.Helper()
+	cmd := exec.Command(slipwayBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(baseEnv(t), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running slipway: %v", err)
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss * 1024
+	}
+	return result{stdout: out.String(), stderr: errb.String(), code: code}, rss
+}
+
+// rssLimit is the most memory slipway may use on hostile registry input.
+const rssLimit = 256 << 20
+
+// TestBaseMediaTypes: a base whose manifest has the wrong media type
+// (text/plain, Docker schema 1), an image with a layer type no runtime
+// knows, or an index served where the index said an image is. Each fails
+// with an error naming the type, and nothing is pushed.
+func TestBaseMediaTypes(t *testing.T) {
+	app := copyApp(t, "hello")
+	schema1 := []byte(`{"schemaVersion":1,"name":"base/img","tag":"1","architecture":"amd64","fsLayers":[{"blobSum":"sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"}],"history":[{"v1Compatibility":"{\"id\":\"x\"}"}],"signatures":[]}`)
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, reg *testutil.Registry, p *faultproxy.Proxy) string // returns the base ref
+		want  string
+	}{
+		{"text/plain manifest", func(t *testing.T, reg *testutil.Registry, p *faultproxy.Proxy) string {
+			pushBase(t, reg.Host, "base/img")
+			p.Add(&faultproxy.Rule{Class: faultproxy.ManifestGet, Action: faultproxy.RewriteHeader("Content-Type", func(string) string { return "text/plain" })})
+			return p.Host + "/base/img:1"
+		}, `"text/plain"`},
+		{"schema1", func(t *testing.T, reg *testutil.Registry, p *faultproxy.Proxy) string {
+			pushBase(t, reg.Host, "base/img")
+			p.Add(&faultproxy.Rule{Class: faultproxy.ManifestGet, Action: faultproxy.Body("schema1", schema1,
+				map[string]string{"Content-Type": string(types.DockerManifestSchema1Signed)})})
+			return p.Host + "/base/img:1"
+		}, string(types.DockerManifestSchema1Signed)},
+		{"unknown layer type", func(t *testing.T, reg *testutil.Registry, p *faultproxy.Proxy) string {
+			img := pushBase(t, reg.Host, "base/plain")
+			l, err := random.Layer(1024, "application/vnd.example.unknown.layer.v1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err = mutate.Append(img, mutate.Addendum{Layer: l, MediaType: "application/vnd.example.unknown.layer.v1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, _ := name.ParseReference(reg.Host + "/base/img:1")
+			if err := remote.Write(ref, img); err != nil {
+				t.Fatal(err)
+			}
+			return p.Host + "/base/img:1"
+		}, "application/vnd.example.unknown.layer.v1"},
+		{"index where an image is expected", func(t *testing.T, reg *testutil.Registry, p *faultproxy.Proxy) string {
+			// The base index says its linux/amd64 entry is an image
+			// manifest; the bytes behind that digest are an index.
+			img := pushBase(t, reg.Host, "base/img")
+			inner := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
+			innerRef, _ := name.ParseReference(reg.Host + "/base/img:inner")
+			if err := remote.WriteIndex(innerRef, inner); err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := inner.RawManifest()
+			d, _ := inner.Digest()
+			outer := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":%d,"platform":{"os":"linux","architecture":"amd64"}}]}`,
+				types.OCIImageIndex, types.OCIManifestSchema1, d, len(raw))
+			ref, _ := name.ParseReference(reg.Host + "/base/img:1")
+			if err := remote.Put(ref, rawManifest{[]byte(outer), types.OCIImageIndex}); err != nil {
+				t.Fatal(err)
+			}
+			return p.Host + "/base/img:1"
+		}, "OCI index"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			reg, p := proxied(t)
+			base := c.setup(t, reg, p)
+			run := pushWith(t, faultConfig(app, p.Host+"/team", base), nil)
+			tally(t, p)
+			if run.code != 1 {
+				t.Fatalf("exit %d, want 1\n%s\n%s", run.code, run, p)
+			}
+			last := lastLine(run.stderr)
+			if !strings.Contains(last, c.want) {
+				t.Fatalf("error does not name %s: %q", c.want, last)
+			}
+			checkNothingTagged(t, reg.Host, "team/hello")
+			r, _ := name.NewRepository(reg.Host + "/team/hello")
+			if tags, err := remote.List(r); err == nil && len(tags) > 0 {
+				t.Fatalf("tags: %v", tags)
+			}
+			t.Logf("%s: %s", c.name, last)
+		})
+	}
+}
+
+// TestOversizedResponses: a 50 MiB manifest for the base, an endless error
+// body, an endless manifest and an endless token body. Each fails in
+// bounded time with slipway's peak RSS under 256 MiB.
+func TestOversizedResponses(t *testing.T) {
+	app := copyApp(t, "hello")
+	huge := bytes.Repeat([]byte(" "), 50<<20)
+	cases := []struct {
+		name  string
+		token bool
+		rule  *faultproxy.Rule
+		want  string
+	}{
+		{"50 MiB base manifest", false, &faultproxy.Rule{Class: faultproxy.ManifestGet, Action: faultproxy.Body("huge-manifest", huge, nil)}, "limit"},
+		{"endless base manifest", false, &faultproxy.Rule{Class: faultproxy.ManifestGet,
+			Action: faultproxy.Endless(200, string(types.OCIManifestSchema1), 1<<30, 50*time.Second)}, "limit"},
+		{"endless error body", false, &faultproxy.Rule{Class: faultproxy.ManifestGet,
+			Action: faultproxy.Endless(500, "application/json", 1<<30, 50*time.Second)}, "exceeds"},
+		{"endless token body", true, &faultproxy.Rule{Class: faultproxy.Token,
+			Action: faultproxy.Endless(200, "application/json", 1<<30, 50*time.Second)}, "exceeds"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var reg *testutil.Registry
+			var p *faultproxy.Proxy
+			env := []string{}
+			if c.token {
+				ts := testutil.NewTokenServer(t, "robot", "pw", time.Minute)
+				p = faultproxy.Start(t, "", faultproxy.WithToken(ts))
+				reg = testutil.StartRegistry(t, testutil.WithTokenAuth(ts, p.URL+faultproxy.TokenPath))
+				if err := p.SetTarget(reg.URL()); err != nil {
+					t.Fatal(err)
+				}
+				env = append(env, "DOCKER_CONFIG="+dockerConfig(t, map[string]string{p.Host: "robot:pw"}, nil))
+				pushBase(t, p.Host, "base/img", remote.WithAuth(&authn.Basic{Username: "robot", Password: "pw"}))
+			} else {
+				reg, p = proxied(t)
+				pushBase(t, reg.Host, "base/img")
+			}
+			p.Add(c.rule)
+			dir := t.TempDir()
+			writeFile(t, dir, "slipway.yaml", faultConfig(app, p.Host+"/team", p.Host+"/base/img:1"))
+			start := time.Now()
+			r, rss := slipwayRSS(t, dir, env, "build", "--push")
+			elapsed := time.Since(start)
+			tally(t, p)
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1\n%s", r.code, r)
+			}
+			if len(p.Faults()) == 0 {
+				t.Fatalf("fault not injected:\n%s", p)
+			}
+			if elapsed > 60*time.Second {
+				t.Fatalf("took %s", elapsed)
+			}
+			if rss == 0 || rss > rssLimit {
+				t.Fatalf("peak RSS %d MiB, limit %d MiB", rss>>20, rssLimit>>20)
+			}
+			last := lastLine(r.stderr)
+			if !strings.Contains(last, c.want) {
+				t.Fatalf("error does not mention %q: %q", c.want, last)
+			}
+			var out int64
+			for _, q := range p.Requests() {
+				out += q.Out
+			}
+			if c.token {
+				// Token realms must be on the host clients use: read
+				// through the proxy, without the fault.
+				p.Clear()
+				checkNothingTagged(t, p.Host, "team/hello", authFor(c.token)...)
+			} else {
+				checkNothingTagged(t, reg.Host, "team/hello")
+			}
+			t.Logf("%s: exit %d in %s, peak RSS %d MiB, %d MiB served: %s", c.name, r.code, elapsed.Round(time.Millisecond), rss>>20, out>>20, last)
+		})
+	}
+}
+
+func authFor(token bool) []remote.Option {
+	if !token {
+		return nil
+	}
+	return []remote.Option{remote.WithAuth(&authn.Basic{Username: "robot", Password: "pw"})}
+}
+
+// dockerConfig writes a Docker config.json with auths (host → "user:pw")
+// and credHelpers (host → helper suffix) and returns its directory.
+func dockerConfig(t *testing.T, auths, helpers map[string]string) string {
+	t.Helper()
+	cfg := map[string]any{}
+	a := map[string]any{}
+	for h, up := range auths {
+		a[h] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(up))}
+	}
+	cfg["auths"] = a
+	if helpers != nil {
+		cfg["credHelpers"] = helpers
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, dir, "config.json", string(b))
+	return dir
 }
