@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -87,8 +88,24 @@ func baseEnv(t testing.TB) []string {
 		out, _ := exec.Command("go", "env", "GOCACHE").Output()
 		env = append(env, "GOCACHE="+strings.TrimSpace(string(out)))
 	}
-	env = append(env, "DOCKER_CONFIG="+t.TempDir(), "GOPROXY=off")
+	// Each test gets its own slipway caches (XDG_CACHE_HOME) and Docker
+	// config; GOCACHE above keeps Go's own build cache warm across tests.
+	env = append(env, "DOCKER_CONFIG="+t.TempDir(), "XDG_CACHE_HOME="+testCacheDir(t), "GOPROXY=off")
 	return env
+}
+
+var cacheDirs sync.Map // testing.TB → string
+
+// testCacheDir is one cache directory per test, shared by all the slipway
+// runs of that test (so reruns see their caches) and removed after it.
+func testCacheDir(t testing.TB) string {
+	if d, ok := cacheDirs.Load(t); ok {
+		return d.(string)
+	}
+	d := t.TempDir()
+	cacheDirs.Store(t, d)
+	t.Cleanup(func() { cacheDirs.Delete(t) })
+	return d
 }
 
 // repoRoot is the slipway checkout.
