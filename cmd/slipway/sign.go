@@ -193,6 +193,14 @@ func (s *signerStage) provenance(j pipeline.Job, res *build.Result) sign.Provena
 			cfgTarget = t
 		}
 	}
+	// The build environment can carry credentials (GOPRIVATE tokens,
+	// GOPROXY with a password): provenance records variable names only.
+	env := make([]string, len(cfgTarget.Env))
+	for i, kv := range cfgTarget.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		env[i] = k
+	}
+	cfgTarget.Env = env
 	platforms := make([]string, len(j.Target.Platforms))
 	for i, p := range j.Target.Platforms {
 		platforms[i] = build.PlatformString(p)
