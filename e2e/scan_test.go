@@ -59,6 +59,27 @@ scan:
 	if b, _ := os.ReadFile(filepath.Join(dir, "report.sarif")); !strings.Contains(string(b), "CVE-2022-32149") {
 		t.Fatalf("SARIF lacks the finding")
 	}
+
+	// Two slipway processes scanning at once with one fresh cache dir.
+	writeFile(t, dir, "slipway.yaml", strings.Replace(mustRead(t, filepath.Join(dir, "slipway.yaml")), "cache_dir: cache", "cache_dir: shared-cache", 1))
+	results := make(chan result, 2)
+	for i := 0; i < 2; i++ {
+		go func() { results <- slipway(t, dir, nil, "scan", "oci:out", "--severity", "CRITICAL") }()
+	}
+	for i := 0; i < 2; i++ {
+		if r := <-results; r.code != 0 || !strings.Contains(r.stderr, "CVE-2022-32149") {
+			t.Fatalf("concurrent scan %d: %s", i, r)
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // TestBaseLayersMounted: pushing an image built on a base in the same
