@@ -218,6 +218,12 @@ func DecodeStrict(file string, data []byte) (*Config, error) {
 	if err == nil || errors.Is(err, io.EOF) {
 		return &c, nil
 	}
+	return nil, yamlError(file, data, err)
+}
+
+// yamlError converts a strict YAML decoding error of data into a
+// *ConfigError naming file, the line and, when it can, the key.
+func yamlError(file string, data []byte, err error) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
 		msg := te.Errors[0]
@@ -227,20 +233,20 @@ func DecodeStrict(file string, data []byte) (*Config, error) {
 			if sec := sectionOfType[m[3]]; sec != "" {
 				key = sec + "." + key
 			}
-			return nil, &ConfigError{File: file, Line: line, Key: key, Msg: "unknown key"}
+			return &ConfigError{File: file, Line: line, Key: key, Msg: "unknown key"}
 		}
 		if m := yamlLine.FindStringSubmatch(msg); m != nil {
 			line, _ := strconv.Atoi(m[1])
-			return nil, &ConfigError{File: file, Line: line, Key: keyAtLine(data, line), Msg: "wrong type: " + m[2]}
+			return &ConfigError{File: file, Line: line, Key: keyAtLine(data, line), Msg: "wrong type: " + m[2]}
 		}
-		return nil, &ConfigError{File: file, Msg: msg}
+		return &ConfigError{File: file, Msg: msg}
 	}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return nil, &ConfigError{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
+		return &ConfigError{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
 	}
-	return nil, &ConfigError{File: file, Msg: "invalid YAML: " + msg}
+	return &ConfigError{File: file, Msg: "invalid YAML: " + msg}
 }
 
 // keyAtLine returns the mapping key written on line (1-based), if any.
