@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -34,7 +35,11 @@ func (c *Config) Validate(file string) error {
 		return &ConfigError{File: file, Key: key, Msg: fmt.Sprintf(format, args...)}
 	}
 	if c.Repository != "" {
-		if _, err := name.NewRepository(c.Repository); err != nil {
+		repo, err := name.NewRepository(c.Repository)
+		if err == nil {
+			err = checkRegistry(repo.Registry)
+		}
+		if err != nil {
 			return bad("repository", "%v", err)
 		}
 	}
@@ -132,7 +137,11 @@ func (c *Config) Validate(file string) error {
 		c.Scan.DB.MaxAge = DefaultDBMaxAge
 	}
 	for i, r := range c.Scan.DB.Repositories {
-		if _, err := name.ParseReference(r); err != nil {
+		ref, err := name.ParseReference(r)
+		if err == nil {
+			err = checkRegistry(ref.Context().Registry)
+		}
+		if err != nil {
 			return bad(fmt.Sprintf("scan.db.repositories[%d]", i), "%v", err)
 		}
 	}
@@ -193,8 +202,21 @@ func checkBase(s string) error {
 		}
 		return nil
 	}
-	_, err := name.ParseReference(s)
-	return err
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return err
+	}
+	return checkRegistry(ref.Context().Registry)
+}
+
+// checkRegistry fails for a registry name that go-containerregistry parses
+// but that is not a URL host ("::"): without it such a reference passes
+// validation and fails only when a request is built.
+func checkRegistry(reg name.Registry) error {
+	if _, err := url.Parse("https://" + reg.RegistryStr() + "/v2/"); err != nil {
+		return fmt.Errorf("registry %q is not a valid host[:port]", reg.RegistryStr())
+	}
+	return nil
 }
 
 func checkPort(p string) error {
