@@ -41,8 +41,24 @@ bench: build deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./build ./scan/trivy
 	@scripts/bench.sh
 
+# Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m), one
+# `go test -fuzz` per target: go test fuzzes one target per run. make test
+# runs their seed corpora (in the tests and in each package's testdata/fuzz).
+FUZZTIME ?= 60s
+FUZZ_TARGETS := \
+	./pipeline:FuzzDecodeStrict \
+	./pipeline:FuzzDecodePolicyFile \
+	./pipeline:FuzzBaseReference \
+	./pipeline:FuzzExpand \
+	./scan:FuzzParseIgnoreFile \
+	./scan:FuzzParsePlainIgnore \
+	./resolve:FuzzResolve
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodeStrict -fuzztime 60s ./pipeline
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 vet:
 	$(GO) vet ./...
