@@ -136,6 +136,7 @@ type Proxy struct {
 
 	srv   *httptest.Server
 	token http.Handler
+	addr  string
 
 	mu       sync.Mutex
 	target   *url.URL
@@ -153,6 +154,10 @@ type Option func(*Proxy)
 // "auth: token:" realm); rules of class Token apply to it.
 func WithToken(h http.Handler) Option { return func(p *Proxy) { p.token = h } }
 
+// WithAddr listens on addr (e.g. "127.0.0.2:0", a second loopback address
+// for a decoy) instead of 127.0.0.1:0.
+func WithAddr(addr string) Option { return func(p *Proxy) { p.addr = addr } }
+
 // Start starts a proxy on 127.0.0.1. target ("http://127.0.0.1:PORT") may be
 // empty and set later with SetTarget (when the registry's config must name
 // the proxy, e.g. as its token realm).
@@ -164,6 +169,14 @@ func Start(t testing.TB, target string, opts ...Option) *Proxy {
 	}
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
 	p.srv.Config.ErrorLog = nil
+	if p.addr != "" {
+		l, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.srv.Listener.Close()
+		p.srv.Listener = l
+	}
 	p.srv.Start()
 	t.Cleanup(p.srv.Close)
 	p.URL = p.srv.URL

@@ -176,3 +176,13 @@ func TestToken(t *testing.T) {
 		t.Fatalf("no target: %d", resp.StatusCode)
 	}
 }
+
+func TestWithAddr(t *testing.T) {
+	p := Start(t, backend(t).URL, WithAddr("127.0.0.2:0"))
+	if !strings.HasPrefix(p.Host, "127.0.0.2:") {
+		t.Fatalf("host %s", p.Host)
+	}
+	if _, body, err := get(t, "GET", p.URL+"/v2/a/blobs/x"); err != nil || body != "0123456789" {
+		t.Fatalf("%q %v", body, err)
+	}
+}
