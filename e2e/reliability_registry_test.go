@@ -41,26 +41,15 @@ import (
 	"github.com/slipway-build/slipway/internal/testutil/faultproxy"
 )
 
-// faultTally sums the faults injected by every test in this file, for the
-// closing summary (TestZZFaultSummary logs it).
-var faultTally = struct {
-	sync.Mutex
-	m map[string]int
-}{m: map[string]int{}}
-
-// tally adds p's injected faults to faultTally and logs them.
+// tally logs the faults p injected (endpoint class × kind), for the report.
 func tally(t *testing.T, p *faultproxy.Proxy) {
 	t.Helper()
-	f := p.Faults()
 	var parts []string
-	faultTally.Lock()
-	for c, kinds := range f {
+	for c, kinds := range p.Faults() {
 		for k, n := range kinds {
-			faultTally.m[string(c)+" × "+k] += n
 			parts = append(parts, fmt.Sprintf("%s×%s=%d", c, k, n))
 		}
 	}
-	faultTally.Unlock()
 	sort.Strings(parts)
 	t.Logf("faults injected: %s", strings.Join(parts, " "))
 }
@@ -935,7 +924,7 @@ func TestDecoyGetsNoCredentials(t *testing.T) {
 	t.Run("token realm", func(t *testing.T) {
 		ts := testutil.NewTokenServer(t, "robot", "s3cret", time.Minute)
 		decoy := faultproxy.Start(t, "", faultproxy.WithAddr("127.0.0.2:0"), faultproxy.WithToken(ts))
-		reg, p := proxied(t, testutil.WithTokenAuth(ts, decoy.URL+faultproxy.TokenPath))
+		_, p := proxied(t, testutil.WithTokenAuth(ts, decoy.URL+faultproxy.TokenPath))
 		env := []string{"DOCKER_CONFIG=" + dockerConfig(t, map[string]string{p.Host: "robot:s3cret"}, nil)}
 		run := pushWith(t, faultConfig(app, p.Host+"/team", "scratch"), env)
 		if run.code != 1 {
@@ -950,7 +939,6 @@ func TestDecoyGetsNoCredentials(t *testing.T) {
 		if !strings.Contains(lastLine(run.stderr), "realm") {
 			t.Fatalf("error does not name the realm: %q", lastLine(run.stderr))
 		}
-		_ = reg
 		t.Logf("token realm on 127.0.0.2: decoy saw %d requests: %s", len(decoy.Requests()), lastLine(run.stderr))
 	})
 }
