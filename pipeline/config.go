@@ -114,6 +114,12 @@ type ScanConfig struct {
 	DB DBConfig `yaml:"db" mapstructure:"db"`
 	// CacheDir keeps per-layer analysis results (default: user cache dir).
 	CacheDir string `yaml:"cache_dir" mapstructure:"cache_dir"`
+	// MaxLayerBytes limits the decompressed bytes read from one layer
+	// (default 2 GiB): a larger layer, such as a gzip bomb, fails the scan.
+	MaxLayerBytes int64 `yaml:"max_layer_bytes" mapstructure:"max_layer_bytes"`
+	// MaxImageBytes limits the decompressed bytes read from all layers of
+	// one platform image (default 8 GiB).
+	MaxImageBytes int64 `yaml:"max_image_bytes" mapstructure:"max_image_bytes"`
 	// Reports are extra report files written on every scan.
 	Reports []ReportConfig `yaml:"reports" mapstructure:"reports"`
 }

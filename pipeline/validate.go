@@ -130,6 +130,12 @@ func (c *Config) Validate(file string) error {
 			return bad(fmt.Sprintf("scan.severity[%d]", i), "unknown severity %q (want UNKNOWN, LOW, MEDIUM, HIGH or CRITICAL)", s)
 		}
 	}
+	if c.Scan.MaxLayerBytes < 0 {
+		return bad("scan.max_layer_bytes", "must not be negative")
+	}
+	if c.Scan.MaxImageBytes < 0 {
+		return bad("scan.max_image_bytes", "must not be negative")
+	}
 	if c.Scan.DB.MaxAge < 0 {
 		return bad("scan.db.max_age", "must not be negative")
 	}

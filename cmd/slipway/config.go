@@ -20,6 +20,7 @@ var envKeys = []string{
 	"insecure_registries", "jobs", "on_failure", "source", "cache_dir",
 	"scan.enabled", "scan.severity", "scan.ignore_unfixed", "scan.ignore_file",
 	"scan.db.dir", "scan.db.repositories", "scan.db.max_age", "scan.cache_dir",
+	"scan.max_layer_bytes", "scan.max_image_bytes",
 	"sign.key", "sign.attestations", "sign.sbom_format",
 	"policy.keys", "policy.threshold", "policy.require_attestations",
 	"policy.max_severity", "policy.max_scan_age", "policy.allowed_base_digests",

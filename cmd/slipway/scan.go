@@ -124,7 +124,8 @@ func orDefault(s, d string) string {
 
 // newScanner makes the Trivy scanner from the scan config.
 func newScanner(lc *loadedConfig, allowStale bool, log *slog.Logger) (*trivy.Scanner, error) {
-	opts := []trivy.Option{trivy.WithMaxAge(lc.Scan.DB.MaxAge), trivy.WithAllowStale(allowStale), trivy.WithLogger(log)}
+	opts := []trivy.Option{trivy.WithMaxAge(lc.Scan.DB.MaxAge), trivy.WithAllowStale(allowStale), trivy.WithLogger(log),
+		trivy.WithMaxDecompressed(lc.Scan.MaxLayerBytes, lc.Scan.MaxImageBytes)}
 	if d := lc.Scan.DB.Dir; d != "" {
 		opts = append(opts, trivy.WithDBDir(lc.path(d)))
 	}

@@ -59,6 +59,14 @@ const TrivyModule = "github.com/aquasecurity/trivy"
 // DefaultMaxAge is the default maximum age of the vulnerability DB.
 const DefaultMaxAge = 168 * time.Hour
 
+// Default limits on decompressed layer bytes read by one scan of one
+// platform image: a gzip bomb in a base layer fails the scan instead of
+// running for hours or filling the temp dir.
+const (
+	DefaultMaxLayerBytes int64 = 2 << 30
+	DefaultMaxImageBytes int64 = 8 << 30
+)
+
 // Scanner scans images with Trivy. It is safe for concurrent use, and any
 // number of Scanners, in one or several processes, may share a cache dir
 // and a DB dir.
@@ -80,6 +88,8 @@ type options struct {
 	log             *slog.Logger
 	now             func() time.Time
 	parallel        int
+	maxLayerBytes   int64
+	maxImageBytes   int64
 }
 
 // WithDBDir sets the vulnerability DB directory, in Trivy's cache layout
@@ -160,11 +170,31 @@ func WithParallel(n int) Option {
 	}
 }
 
+// WithMaxDecompressed limits the decompressed bytes read from one layer
+// and from all layers of one platform image in one scan; past either, the
+// scan fails with an error wrapping ErrTooLarge. Zero keeps the default
+// (DefaultMaxLayerBytes, DefaultMaxImageBytes).
+func WithMaxDecompressed(perLayer, perImage int64) Option {
+	return func(o *options) error {
+		if perLayer < 0 || perImage < 0 {
+			return fmt.Errorf("negative decompressed size limit (layer %d, image %d)", perLayer, perImage)
+		}
+		if perLayer > 0 {
+			o.maxLayerBytes = perLayer
+		}
+		if perImage > 0 {
+			o.maxImageBytes = perImage
+		}
+		return nil
+	}
+}
+
 // New returns a Scanner. It checks nothing about the DB yet: every scan
 // checks it (missing, schema, age) so a long-lived Scanner notices a DB
 // that went stale or was replaced.
 func New(opts ...Option) (*Scanner, error) {
-	o := options{maxAge: DefaultMaxAge, log: discard(), now: time.Now, parallel: runtime.GOMAXPROCS(0)}
+	o := options{maxAge: DefaultMaxAge, log: discard(), now: time.Now, parallel: runtime.GOMAXPROCS(0),
+		maxLayerBytes: DefaultMaxLayerBytes, maxImageBytes: DefaultMaxImageBytes}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, fmt.Errorf("trivy scanner: %w", err)
@@ -461,8 +491,17 @@ var scanOptions = types.ScanOptions{
 // and, when detect is set, its vulnerability detectors. It is the part of
 // Trivy's local scan service (pkg/scan/local) slipway needs, assembled here
 // so that package's analyzer/all import stays out of the binary.
-func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (types.Results, ftypes.OS, error) {
-	art, err := artimage.NewArtifact(&memImage{Image: pi.img, name: pi.digest}, s.cache, s.artifactOption())
+func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_ types.Results, _ ftypes.OS, err error) {
+	// Hostile input must end in an error, not a crash, wherever Trivy runs
+	// it on this goroutine.
+	defer func() {
+		if r := recover(); r != nil {
+			s.o.log.Debug("trivy panicked", "platform", pi.platform, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("analysing %s: trivy panicked: %v", pi.platform, r)
+		}
+	}()
+	img := &memImage{Image: pi.img, name: pi.digest, budget: newBudget(s.o.maxLayerBytes, s.o.maxImageBytes)}
+	art, err := artimage.NewArtifact(img, s.cache, s.artifactOption())
 	if err != nil {
 		return nil, ftypes.OS{}, fmt.Errorf("preparing analysis: %w", err)
 	}
