@@ -78,7 +78,9 @@ func debianLayer(t *testing.T) v1.Layer {
 		"Installed-Size: 1024\nMaintainer: Debian <debian@lists.debian.org>\nArchitecture: amd64\n" +
 		"Source: glibc\nVersion: 2.36-9+deb12u1\nDescription: libc6 package\n\n"
 	dir := func(n string) tarEntry { return tarEntry{hdr: tar.Header{Name: n, Typeflag: tar.TypeDir, Mode: 0o755}} }
-	reg := func(n, body string) tarEntry { return tarEntry{hdr: tar.Header{Name: n, Typeflag: tar.TypeReg}, body: body} }
+	reg := func(n, body string) tarEntry {
+		return tarEntry{hdr: tar.Header{Name: n, Typeflag: tar.TypeReg}, body: body}
+	}
 	return rawLayer(t, dir("etc/"), dir("var/"), dir("var/lib/"), dir("var/lib/dpkg/"),
 		reg("etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n"),
 		reg("etc/debian_version", "12.5\n"),
@@ -227,7 +229,9 @@ func TestHostileBaseLayers(t *testing.T) {
 		// wantErr, when set, is what a failing run must say.
 		wantErr string
 	}
-	reg1 := func(n, body string) tarEntry { return tarEntry{hdr: tar.Header{Name: n, Typeflag: tar.TypeReg}, body: body} }
+	reg1 := func(n, body string) tarEntry {
+		return tarEntry{hdr: tar.Header{Name: n, Typeflag: tar.TypeReg}, body: body}
+	}
 	cases := []hostile{
 		{name: "dotdot", layers: func(root string) []v1.Layer {
 			return []v1.Layer{deb, rawLayer(t,
