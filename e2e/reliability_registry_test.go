@@ -538,7 +538,18 @@ func TestCorruptBase(t *testing.T) {
 			size, _ := ls[0].Size()
 			return &faultproxy.Rule{Class: faultproxy.BlobGet, Match: suffix(d.String()),
 				Action: faultproxy.Body("wrong-bytes", forgedLayer(t, int(size)), nil)}
-		}, true},
+		}, false},
+		// Forged bytes on the first read only: the scan reads them and the
+		// push would copy the real ones. The scanner checks each layer's
+		// digest before analysing it, so the gate never judges bytes that
+		// are not the image's.
+		{"other bytes on the first read only", func(base v1.Image) *faultproxy.Rule {
+			ls, _ := base.Layers()
+			d, _ := ls[0].Digest()
+			size, _ := ls[0].Size()
+			return &faultproxy.Rule{Class: faultproxy.BlobGet, Match: suffix(d.String()), Times: 1,
+				Action: faultproxy.Body("wrong-bytes-once", forgedLayer(t, int(size)), nil)}
+		}, false},
 		{"truncated", func(base v1.Image) *faultproxy.Rule {
 			return &faultproxy.Rule{Class: faultproxy.BlobGet, Match: suffix(layerDigests(t, base)[1]), Action: faultproxy.Truncate(1000)}
 		}, false},

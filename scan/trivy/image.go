@@ -114,10 +114,11 @@ type cappedUncompressedLayer struct {
 	UncompressedLayer struct{}
 }
 
-// Uncompressed implements v1.Layer: the stream fails with ErrTooLarge
-// once it passes the per-layer limit or the image's total.
+// Uncompressed implements v1.Layer: the bytes are checked against the
+// layer's digest first (see verifiedUncompressed), and the stream fails
+// with ErrTooLarge once it passes the per-layer limit or the image's total.
 func (c *cappedLayer) Uncompressed() (io.ReadCloser, error) {
-	rc, err := c.Layer.Uncompressed()
+	rc, err := verifiedUncompressed(c.Layer, c.budget.perLayer)
 	if err != nil {
 		return nil, err
 	}
