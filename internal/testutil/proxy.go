@@ -3,6 +3,7 @@ package testutil
 import (
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -47,7 +48,8 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	}
 	p := &Proxy{}
 	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ErrorLog = nil
+	// Clients that give up (a killed slipway) are expected; don't log them.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cr := &countingReader{r: r.Body}
 		if r.Body != nil {
