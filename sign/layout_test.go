@@ -6,8 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/slipway-build/slipway/scan"
@@ -167,4 +169,42 @@ func grepDir(dir, s string) (bool, error) {
 		return nil
 	})
 	return found, err
+}
+
+// TestReadLayoutFor: a layout holding the signatures of two indexes (two
+// targets) gives back each index's own, and none for an unsigned digest.
+func TestReadLayoutFor(t *testing.T) {
+	repo := mustRepo(t, "registry.example.com/app")
+	key := testKey(t, "cosign")
+	s, err := NewKeyed(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var digests []string
+	for range 2 {
+		idx := testIndex(t)
+		sigs, err := s.Sign(context.Background(), idx, repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteLayout(dir, sigs); err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, sigs.Digest().String())
+	}
+	if _, err := ReadLayout(dir); err == nil {
+		t.Fatal("ReadLayout accepted the signatures of two indexes")
+	}
+	for _, d := range digests {
+		h, _ := v1.NewHash(d)
+		got, err := ReadLayoutFor(dir, h)
+		if err != nil || got == nil || got.Digest().String() != d {
+			t.Fatalf("ReadLayoutFor(%s) = %v, %v", d, got, err)
+		}
+	}
+	none, err := ReadLayoutFor(dir, v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)})
+	if err != nil || none != nil {
+		t.Fatalf("unsigned digest: %v, %v", none, err)
+	}
 }

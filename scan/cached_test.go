@@ -1,0 +1,53 @@
+package scan
+
+import (
+	"context"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+)
+
+type countingScanner struct {
+	db    string
+	scans int
+}
+
+func (c *countingScanner) Scan(_ context.Context, idx v1.ImageIndex) (*Report, error) {
+	c.scans++
+	d, _ := idx.Digest()
+	return &Report{Subject: d.String(), Findings: []Finding{{ID: "CVE-1", Severity: SeverityHigh, Platforms: []string{"linux/amd64"}}}}, nil
+}
+
+func (c *countingScanner) DBIdentity() (string, error) { return c.db, nil }
+
+func TestCachedScanner(t *testing.T) {
+	inner := &countingScanner{db: "db-1"}
+	s := Cached(inner, t.TempDir())
+	a, _ := random.Index(64, 1, 1)
+	b, _ := random.Index(64, 1, 1)
+	ctx := context.Background()
+	r1, err := s.Scan(ctx, a)
+	if err != nil || r1.Cached {
+		t.Fatalf("first scan: %v cached=%v", err, r1.Cached)
+	}
+	r2, err := s.Scan(ctx, a)
+	if err != nil || !r2.Cached || inner.scans != 1 || len(r2.Findings) != 1 || r2.Findings[0].ID != "CVE-1" {
+		t.Fatalf("second scan of the same digest: %v cached=%v scans=%d", err, r2.Cached, inner.scans)
+	}
+	if _, err := s.Scan(ctx, b); err != nil || inner.scans != 2 {
+		t.Fatalf("another digest must be scanned: scans=%d", inner.scans)
+	}
+	inner.db = "db-2" // a new DB: scanned again
+	if r, err := s.Scan(ctx, a); err != nil || r.Cached || inner.scans != 3 {
+		t.Fatalf("new DB: cached=%v scans=%d", r.Cached, inner.scans)
+	}
+	// A scanner without a DB identity is not cached at all.
+	if _, ok := Cached(plainScanner{}, t.TempDir()).(plainScanner); !ok {
+		t.Fatal("a scanner without DBIdentity was wrapped")
+	}
+}
+
+type plainScanner struct{}
+
+func (plainScanner) Scan(context.Context, v1.ImageIndex) (*Report, error) { return &Report{}, nil }
