@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -102,5 +104,41 @@ func TestLayoutEntries(t *testing.T) {
 	}
 	if err := validate.Index(es[0].Index); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestManifestPutRaceRetried: distribution answers a manifest PUT with
+// MANIFEST_BLOB_UNKNOWN while a concurrent client rewrites the same blobs;
+// the write is retried and succeeds. A persistent answer still fails.
+func TestManifestPutRaceRetried(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		refuse  int
+		wantErr bool
+	}{{"transient", 2, false}, {"persistent", 100, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+			var refused atomic.Int32
+			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") && int(refused.Load()) < c.refuse {
+					refused.Add(1)
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusBadRequest)
+					io.WriteString(w, `{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}`)
+					return
+				}
+				reg.ServeHTTP(w, r)
+			}))
+			defer s.Close()
+			repo, _ := name.NewRepository(strings.TrimPrefix(s.URL, "http://") + "/team/app")
+			idx, _ := random.Index(64, 1, 1)
+			_, err := NewRegistry().WriteIndex(context.Background(), repo, idx)
+			if (err != nil) != c.wantErr {
+				t.Fatalf("err = %v, want error: %v (refused %d)", err, c.wantErr, refused.Load())
+			}
+			if c.wantErr && !strings.Contains(err.Error(), "MANIFEST_BLOB_UNKNOWN") {
+				t.Fatalf("err = %v", err)
+			}
+		})
 	}
 }

@@ -2,8 +2,10 @@ package publish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
@@ -91,7 +93,7 @@ func (r *Registry) WriteIndex(ctx context.Context, repo name.Repository, idx v1.
 	if r.progress != nil {
 		opts = append(opts, remote.WithProgress(r.progress(ref)))
 	}
-	if err := remote.WriteIndex(ref, idx, opts...); err != nil {
+	if err := retryRace(ctx, func() error { return remote.WriteIndex(ref, idx, opts...) }); err != nil {
 		return name.Digest{}, fmt.Errorf("pushing %s: %w", ref, withStatus(err))
 	}
 	return ref, nil
@@ -112,9 +114,54 @@ func (r *Registry) Tag(ctx context.Context, d name.Digest, tags []string) error 
 	}
 	for _, t := range tags {
 		tag := d.Context().Tag(t)
-		if err := remote.Tag(tag, desc, r.remoteOpts(ctx)...); err != nil {
+		if err := retryRace(ctx, func() error { return remote.Tag(tag, desc, r.remoteOpts(ctx)...) }); err != nil {
 			return fmt.Errorf("tagging %s: %w", tag, withStatus(err))
 		}
 	}
 	return nil
+}
+
+// raceCodes are the errors distribution returns on a manifest PUT while
+// another client writes the same blobs or manifests (its filesystem driver
+// rewrites files in place, so a concurrent reader can see them missing or
+// half-written). The content is ours and complete: the PUT is retried.
+var raceCodes = map[transport.ErrorCode]bool{
+	transport.ManifestBlobUnknownErrorCode: true,
+	transport.BlobUnknownErrorCode:         true,
+	transport.DigestInvalidErrorCode:       true,
+}
+
+// raceBackoff spaces the retries of a raced manifest write.
+var raceBackoff = []time.Duration{200 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
+
+// retryRace runs write, and again (a bounded number of times) while it
+// fails with one of raceCodes in a 400 response. A registry that really
+// lacks the blobs still fails, after about 4 s.
+func retryRace(ctx context.Context, write func() error) error {
+	err := write()
+	for _, d := range raceBackoff {
+		if !isRace(err) {
+			return err
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return err
+		}
+		err = write()
+	}
+	return err
+}
+
+func isRace(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) || te.StatusCode != http.StatusBadRequest || len(te.Errors) == 0 {
+		return false
+	}
+	for _, d := range te.Errors {
+		if !raceCodes[d.Code] {
+			return false
+		}
+	}
+	return true
 }
