@@ -123,8 +123,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 		onReport = func(j pipeline.Job, rep *scan.Report) {
 			mu.Lock()
 			defer mu.Unlock()
-			fmt.Fprintf(os.Stderr, "\n%s (%s)\n", j.Target.Name, strings.Join(rep.Platforms, ", "))
-			if err := writeReports(rep, reportsFor(lc.Scan.Reports, len(jobs)), j.Target.Name, os.Stderr, os.Stdout); err != nil {
+			human := g.humanOut()
+			if human != nil {
+				fmt.Fprintf(human, "\n%s (%s)\n", j.Target.Name, strings.Join(rep.Platforms, ", "))
+			}
+			if err := writeReports(rep, reportsFor(lc.Scan.Reports, len(jobs)), j.Target.Name, human, os.Stdout); err != nil {
 				log.Error("writing reports", "target", j.Target.Name, "err", err)
 			}
 		}

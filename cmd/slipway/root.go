@@ -74,6 +74,14 @@ func (g *globalFlags) logger() *slog.Logger {
 	return slog.New(newHumanHandler(w, level))
 }
 
+// humanOut is where tables for people go: stderr, or nowhere with --quiet.
+func (g *globalFlags) humanOut() io.Writer {
+	if g.quiet {
+		return nil
+	}
+	return os.Stderr
+}
+
 // exactArgs is cobra.ExactArgs with a usage error.
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {

@@ -101,7 +101,7 @@ ignore_unfixed, ignore file) decides the exit code: 3 when it fails.`,
 			if f.format != "" || f.output != "" {
 				reports = append(reports, pipeline.ReportConfig{Format: orDefault(f.format, "json"), Output: orDefault(f.output, "-")})
 			}
-			if err := writeReports(rep, reports, "", os.Stderr, cmd.OutOrStdout()); err != nil {
+			if err := writeReports(rep, reports, "", g.humanOut(), cmd.OutOrStdout()); err != nil {
 				return err
 			}
 			return gerr
@@ -167,9 +167,12 @@ func gatePolicy(lc *loadedConfig) (scan.Policy, error) {
 // writeReports prints the table to human and writes each configured
 // report; an output of "-" is stdout. When target is set and several
 // targets write reports, "{{.Target}}" in an output path names the file.
+// human may be nil (--quiet): no table.
 func writeReports(rep *scan.Report, reports []pipeline.ReportConfig, target string, human, stdout io.Writer) error {
-	if err := scan.WriteTable(human, rep); err != nil {
-		return err
+	if human != nil {
+		if err := scan.WriteTable(human, rep); err != nil {
+			return err
+		}
 	}
 	for _, rc := range reports {
 		f, err := scan.ParseFormat(rc.Format)
