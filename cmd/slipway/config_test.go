@@ -101,6 +101,7 @@ func TestExitCodes(t *testing.T) {
 		{nil, 0},
 		{errors.New("boom"), 1},
 		{&usageError{errors.New("bad flag")}, 2},
+		{errors.New(`unknown command "bogus" for "slipway"`), 2},
 		{&pipeline.ConfigError{Key: "x", Msg: "bad"}, 2},
 		{errors.Join(&pipeline.ConfigError{Msg: "bad"}), 2},
 		{fmt.Errorf("gate of a: %w", &scan.PolicyViolation{}), 3},

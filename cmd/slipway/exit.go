@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/scan"
@@ -36,6 +37,10 @@ func exitCode(err error) int {
 	var ue *usageError
 	var ce *pipeline.ConfigError
 	if errors.As(err, &ue) || errors.As(err, &ce) {
+		return exitUsage
+	}
+	// cobra reports an unknown subcommand with a plain error.
+	if strings.HasPrefix(err.Error(), "unknown command ") {
 		return exitUsage
 	}
 	if allPolicy(err) {
