@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -58,6 +59,14 @@ func (r result) String() string {
 // slipway runs the binary in dir with env added to a clean environment.
 func slipway(t testing.TB, dir string, env []string, args ...string) result {
 	t.Helper()
+	r, _ := slipwayRSS(t, dir, env, args...)
+	return r
+}
+
+// slipwayRSS runs slipway like slipway() and also returns its peak RSS
+// (getrusage maxrss of the child, in bytes).
+func slipwayRSS(t testing.TB, dir string, env []string, args ...string) (result, int64) {
+	t.Helper()
 	cmd := exec.Command(slipwayBin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(baseEnv(t), env...)
@@ -71,7 +80,11 @@ func slipway(t testing.TB, dir string, env []string, args ...string) result {
 	} else if err != nil {
 		t.Fatalf("running slipway: %v", err)
 	}
-	return result{stdout: out.String(), stderr: errb.String(), code: code}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss * 1024
+	}
+	return result{stdout: out.String(), stderr: errb.String(), code: code}, rss
 }
 
 // baseEnv is the environment slipway runs with in tests: PATH, HOME and the

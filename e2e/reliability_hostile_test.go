@@ -5,16 +5,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -161,30 +158,6 @@ func pushHostileBase(t *testing.T, ref string, layers ...v1.Layer) {
 	}
 }
 
-// runWithRSS runs slipway like slipway() and also returns the peak RSS of
-// the process in KiB (getrusage maxrss).
-func runWithRSS(t *testing.T, dir string, env []string, args ...string) (result, int64) {
-	t.Helper()
-	cmd := exec.Command(slipwayBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(baseEnv(t), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running slipway: %v", err)
-	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss
-	}
-	return result{stdout: out.String(), stderr: errb.String(), code: code}, rss
-}
-
 // treeSnapshot lists every path under root (relative), with the size and the
 // content of regular files, so any write under root shows as a change.
 func treeSnapshot(t *testing.T, root string, skip ...string) map[string]string {
@@ -299,10 +272,10 @@ scan:
 `, reg.Host, base, filepath.Join(home, "slipway-cache"), filepath.Join(repoRoot(), "testdata", "apps", "hello"),
 				db, filepath.Join(home, "scan-cache")))
 			before := treeSnapshot(t, root, "tmp", "home")
-			r, rss := runWithRSS(t, work, []string{"TMPDIR=" + tmp, "HOME=" + home, "XDG_CACHE_HOME=" + filepath.Join(home, ".cache")},
+			r, rss := slipwayRSS(t, work, []string{"TMPDIR=" + tmp, "HOME=" + home, "XDG_CACHE_HOME=" + filepath.Join(home, ".cache")},
 				"build", "--scan", "--push")
 			peak = max(peak, rss)
-			t.Logf("exit %d, peak RSS %d MiB, last line: %s", r.code, rss>>10, lastLine(r.stderr))
+			t.Logf("exit %d, peak RSS %d MiB, last line: %s", r.code, rss>>20, lastLine(r.stderr))
 
 			var bad []string
 			if r.code != 1 && r.code != 3 {
@@ -334,5 +307,5 @@ scan:
 		})
 	}
 	t.Logf("hostile bases tried: %d, accepted: %d %v; peak RSS of slipway under hostile input: %d MiB",
-		len(cases), len(accepted), accepted, peak>>10)
+		len(cases), len(accepted), accepted, peak>>20)
 }

@@ -14,17 +14,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -657,30 +654,6 @@ type rawManifest struct {
 
 func (r rawManifest) RawManifest() ([]byte, error)        { return r.b, nil }
 func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }
-
-// slipwayRSS runs slipway like slipway() and also returns its peak RSS
-// (getrusage maxrss of the child, in bytes).
-func slipwayRSS(t *testing.T, dir string, env []string, args ...string) (result, int64) {
-	t.Helper()
-	cmd := exec.Command(slipwayBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(baseEnv(t), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running slipway: %v", err)
-	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss * 1024
-	}
-	return result{stdout: out.String(), stderr: errb.String(), code: code}, rss
-}
 
 // rssLimit is the most memory slipway may use on hostile registry input.
 const rssLimit = 256 << 20
