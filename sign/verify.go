@@ -346,30 +346,37 @@ func (vr *verifier) signatures(v *Verdict) error {
 			v.Signatures = append(v.Signatures, res)
 			continue
 		}
-		var firstErr error
-		for _, k := range vr.keys {
-			co := &cosign.CheckOpts{
-				SigVerifier:   k.verifier,
-				IgnoreTlog:    true,
-				IgnoreSCT:     true,
-				ClaimVerifier: cosign.SimpleClaimVerifier,
-			}
-			if _, err := cosign.VerifyImageSignature(vr.ctx, sig, vr.hash, co); err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				continue
-			}
-			res.KeyID = k.id
-			vr.sigKeys[k.id] = true
-			break
-		}
-		if res.KeyID == "" {
-			res.Error = firstLine(firstErr)
+		keyID, err := vr.trustedKey(cosign.SimpleClaimVerifier, func(co *cosign.CheckOpts) error {
+			_, err := cosign.VerifyImageSignature(vr.ctx, sig, vr.hash, co)
+			return err
+		})
+		if err != nil {
+			res.Error = firstLine(err)
+		} else {
+			res.KeyID = keyID
+			vr.sigKeys[keyID] = true
 		}
 		v.Signatures = append(v.Signatures, res)
 	}
 	return nil
+}
+
+// trustedKey returns the ID of the first trusted key with which verify
+// accepts a layer (offline: no tlog, no SCT), or the first key's error
+// when none does.
+func (vr *verifier) trustedKey(claim func(oci.Signature, v1.Hash, map[string]interface{}) error, verify func(*cosign.CheckOpts) error) (string, error) {
+	firstErr := errors.New("no trusted key")
+	for i, k := range vr.keys {
+		co := &cosign.CheckOpts{SigVerifier: k.verifier, IgnoreTlog: true, IgnoreSCT: true, ClaimVerifier: claim}
+		if err := verify(co); err != nil {
+			if i == 0 {
+				firstErr = err
+			}
+			continue
+		}
+		return k.id, nil
+	}
+	return "", firstErr
 }
 
 // staticSignature rebuilds a cosign signature from a fetched layer.
@@ -415,28 +422,16 @@ func (vr *verifier) attestations(v *Verdict, pol *Policy, desc *remote.Descripto
 			v.Attestations = append(v.Attestations, res)
 			continue
 		}
-		var firstErr error
-		for _, k := range vr.keys {
-			co := &cosign.CheckOpts{
-				SigVerifier:   k.verifier,
-				IgnoreTlog:    true,
-				IgnoreSCT:     true,
-				ClaimVerifier: cosign.IntotoSubjectClaimVerifier,
-			}
-			if _, err := cosign.VerifyBlobAttestation(vr.ctx, att, vr.hash, co); err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				continue
-			}
-			res.KeyID = k.id
-			break
-		}
-		if res.KeyID == "" {
-			res.Error = firstLine(firstErr)
+		keyID, err := vr.trustedKey(cosign.IntotoSubjectClaimVerifier, func(co *cosign.CheckOpts) error {
+			_, err := cosign.VerifyBlobAttestation(vr.ctx, att, vr.hash, co)
+			return err
+		})
+		if err != nil {
+			res.Error = firstLine(err)
 			v.Attestations = append(v.Attestations, res)
 			continue
 		}
+		res.KeyID = keyID
 		st, err := decodeEnvelopeStatement(l.payload)
 		if err != nil {
 			// Signed by a trusted key yet unreadable: fail closed.
