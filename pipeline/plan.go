@@ -144,13 +144,7 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 			return nil, &ConfigError{Key: "sign.annotations", Msg: err.Error()}
 		}
 		if c.Repository != "" {
-			var opts []name.Option
-			if o.Insecure != nil {
-				if r, err := name.NewRepository(c.Repository); err == nil && o.Insecure(r.RegistryStr()) {
-					opts = append(opts, name.Insecure)
-				}
-			}
-			repo, err := name.NewRepository(strings.TrimSuffix(c.Repository, "/")+"/"+t.Name, opts...)
+			repo, err := TargetRepository(c.Repository, t.Name, o.Insecure)
 			if err != nil {
 				return nil, &ConfigError{Key: "repository", Msg: err.Error()}
 			}
@@ -160,6 +154,18 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		jobs = append(jobs, j)
 	}
 	return jobs, nil
+}
+
+// TargetRepository is where target's image goes: <repository>/<target>,
+// reached over plain HTTP when insecure (if set) allows the host.
+func TargetRepository(repository, target string, insecure func(host string) bool) (name.Repository, error) {
+	var opts []name.Option
+	if insecure != nil {
+		if r, err := name.NewRepository(repository); err == nil && insecure(r.RegistryStr()) {
+			opts = append(opts, name.Insecure)
+		}
+	}
+	return name.NewRepository(strings.TrimSuffix(repository, "/")+"/"+target, opts...)
 }
 
 func dedupePlatforms(ps []v1.Platform) []v1.Platform {

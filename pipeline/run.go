@@ -285,6 +285,3 @@ func (c *baseCache) get(ctx context.Context, ref string) (*build.Base, error) {
 	})
 	return call.base, call.err
 }
-
-// RepoRef formats a pushed reference.
-func RepoRef(repo name.Repository, digest string) string { return repo.Name() + "@" + digest }

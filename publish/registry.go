@@ -66,8 +66,6 @@ func (r *Registry) RemoteOptions(ctx context.Context) []remote.Option {
 	}, r.opts...)
 }
 
-func (r *Registry) remoteOpts(ctx context.Context) []remote.Option { return r.RemoteOptions(ctx) }
-
 // CheckPush checks, with one upload initiation that is cancelled at once,
 // that repo's registry is reachable and accepts pushes with the
 // configured credentials. Nothing is uploaded. Transient statuses (429,
@@ -89,7 +87,7 @@ func (r *Registry) WriteIndex(ctx context.Context, repo name.Repository, idx v1.
 		return name.Digest{}, fmt.Errorf("computing digest: %w", err)
 	}
 	ref := repo.Digest(d.String())
-	opts := r.remoteOpts(ctx)
+	opts := r.RemoteOptions(ctx)
 	if r.progress != nil {
 		opts = append(opts, remote.WithProgress(r.progress(ref)))
 	}
@@ -105,7 +103,7 @@ func (r *Registry) Tag(ctx context.Context, d name.Digest, tags []string) error 
 	if len(tags) == 0 {
 		return nil
 	}
-	desc, err := remote.Get(d, r.remoteOpts(ctx)...)
+	desc, err := remote.Get(d, r.RemoteOptions(ctx)...)
 	if err != nil {
 		return fmt.Errorf("reading back %s before tagging: %w", d, withStatus(err))
 	}
@@ -114,7 +112,7 @@ func (r *Registry) Tag(ctx context.Context, d name.Digest, tags []string) error 
 	}
 	for _, t := range tags {
 		tag := d.Context().Tag(t)
-		if err := retryRace(ctx, func() error { return remote.Tag(tag, desc, r.remoteOpts(ctx)...) }); err != nil {
+		if err := retryRace(ctx, func() error { return remote.Tag(tag, desc, r.RemoteOptions(ctx)...) }); err != nil {
 			return fmt.Errorf("tagging %s: %w", tag, withStatus(err))
 		}
 	}

@@ -24,9 +24,6 @@ type usageError struct{ err error }
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
-// policyError is implemented by every policy outcome (gate, verification).
-type policyError interface{ PolicyViolation() bool }
-
 // exitCode maps an error to the process exit code. A run with both an
 // operational failure and a policy violation exits 1: the policy could not
 // be fully evaluated.
@@ -63,9 +60,5 @@ func allPolicy(err error) bool {
 	}
 	var pv *scan.PolicyViolation
 	var se *sign.PolicyError
-	if errors.As(err, &pv) || errors.As(err, &se) {
-		return true
-	}
-	var pe policyError
-	return errors.As(err, &pe) && pe.PolicyViolation()
+	return errors.As(err, &pv) || errors.As(err, &se)
 }

@@ -48,11 +48,7 @@ func newPushCmd(g *globalFlags) *cobra.Command {
 			}
 			allowInsecure := insecureFunc(lc.Config, insecure)
 			repoFor := func(target string) (name.Repository, error) {
-				var opts []name.Option
-				if r, err := name.NewRepository(lc.Repository); err == nil && allowInsecure(r.RegistryStr()) {
-					opts = append(opts, name.Insecure)
-				}
-				return name.NewRepository(strings.TrimSuffix(lc.Repository, "/")+"/"+target, opts...)
+				return pipeline.TargetRepository(lc.Repository, target, allowInsecure)
 			}
 			var sigs pipeline.LayoutSignatures
 			if layoutSignatures != nil {

@@ -67,8 +67,9 @@ func transport() (http.RoundTripper, error) {
 	return tr, nil
 }
 
-// insecureFunc reports whether plain HTTP is allowed for a host: loopback
-// always (go-containerregistry's own rule), others only when listed.
+// insecureFunc reports whether a host is listed as reachable over plain
+// HTTP (insecure_registries, --insecure-registry). Loopback registries need
+// no entry: go-containerregistry falls back to HTTP for them by itself.
 func insecureFunc(c *pipeline.Config, extra []string) func(string) bool {
 	allowed := map[string]bool{}
 	for _, h := range append(append([]string(nil), c.InsecureRegistries...), extra...) {
