@@ -65,6 +65,11 @@ policy:
 `, repo, onFailure, filepath.Join(repoRoot(), "testdata", "apps", "hello"), vulnDir, db, filepath.Join(filepath.Dir(db), "scan-cache"), key, pub)
 }
 
+// helloOnly drops the vuln target from a pipelineConfig.
+func helloOnly(cfg string) string {
+	return cfg[:strings.Index(cfg, "  - name: vuln")] + cfg[strings.Index(cfg, "scan:"):]
+}
+
 // registryHasNothing fails if the registry stored any blob, manifest or tag.
 func registryHasNothing(t *testing.T, reg *testutil.Registry) {
 	t.Helper()
@@ -199,8 +204,7 @@ func TestRunCleanAndRerun(t *testing.T) {
 	dir := t.TempDir()
 	db := fixtureDB(t)
 	key, pub := demoKey(t, dir, "pw")
-	cfg := pipelineConfig(proxy.Host+"/team", db, key, pub, "", "abort")
-	cfg = cfg[:strings.Index(cfg, "  - name: vuln")] + cfg[strings.Index(cfg, "scan:"):]
+	cfg := helloOnly(pipelineConfig(proxy.Host+"/team", db, key, pub, "", "abort"))
 	writeFile(t, dir, "slipway.yaml", cfg)
 	ghOut, ghSum := filepath.Join(dir, "gh-output"), filepath.Join(dir, "gh-summary")
 	env := []string{"COSIGN_PASSWORD=pw", "GITHUB_ACTIONS=true", "GITHUB_OUTPUT=" + ghOut, "GITHUB_STEP_SUMMARY=" + ghSum}
@@ -316,7 +320,7 @@ func TestDemoLayoutSignedAndPushable(t *testing.T) {
 	key, pub := demoKey(t, dir, "pw")
 	cfg := pipelineConfig("", db, key, pub, "", "abort")
 	cfg = strings.Replace(cfg, "repository: \n", "", 1)
-	cfg = cfg[:strings.Index(cfg, "  - name: vuln")] + cfg[strings.Index(cfg, "scan:"):]
+	cfg = helloOnly(cfg)
 	writeFile(t, dir, "slipway.yaml", cfg)
 	r := slipway(t, dir, []string{"COSIGN_PASSWORD=pw"}, "run", "--oci-layout", "out")
 	if r.code != 0 {
