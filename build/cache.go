@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/slipway-build/slipway/internal/cachedir"
 )
 
 // binaryCache keeps compiled binaries keyed by everything that decides
@@ -30,8 +31,8 @@ type binaryCache struct {
 }
 
 func newBinaryCache(dir string) (*binaryCache, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating build cache %s: %w", dir, err)
+	if err := cachedir.Ensure(dir); err != nil {
+		return nil, fmt.Errorf("build cache: %w", err)
 	}
 	return &binaryCache{dir: dir, toolchain: map[string]string{}}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -23,21 +24,49 @@ type GoBuildError struct {
 	Err      error
 }
 
-// Error is the go command's first line of output; Output has all of it.
+// Error quotes the go command's first error: a compiler's "file:line:col:
+// message" when there is one, else its first line that is not progress
+// ("go: downloading …") or a "# package" header. Output has all of it.
 func (e *GoBuildError) Error() string {
-	out := strings.TrimSpace(e.Output)
-	if out == "" {
+	first, more := firstGoError(e.Output)
+	if first == "" {
 		return fmt.Sprintf("go build %s for %s: %v", e.Target, e.Platform, e.Err)
 	}
-	first, rest, _ := strings.Cut(out, "\n")
-	if rest != "" && strings.HasPrefix(first, "# ") {
-		// "# package" header of compile errors: the error is on the next line.
-		first, rest, _ = strings.Cut(rest, "\n")
-	}
-	if rest != "" {
-		first += " (and more, above)"
+	if more {
+		first += " (and more; -v shows go's whole output)"
 	}
 	return fmt.Sprintf("go build %s for %s: %s", e.Target, e.Platform, first)
+}
+
+// goPosition matches the start of a compiler or vet diagnostic.
+var goPosition = regexp.MustCompile(`^[^\s:][^:]*\.(go|s|mod|work):\d+(:\d+)?: `)
+
+// firstGoError picks the line of out that says what failed, and whether out
+// has other lines that are not progress.
+func firstGoError(out string) (string, bool) {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		l = strings.TrimRight(l, "\r")
+		switch {
+		case strings.TrimSpace(l) == "",
+			strings.HasPrefix(l, "# "),
+			strings.HasPrefix(l, "go: downloading "),
+			strings.HasPrefix(l, "go: finding "),
+			strings.HasPrefix(l, "go: extracting "),
+			strings.HasPrefix(l, "go: found "):
+			continue
+		}
+		lines = append(lines, strings.TrimSpace(l))
+	}
+	if len(lines) == 0 {
+		return "", false
+	}
+	for _, l := range lines {
+		if goPosition.MatchString(l) {
+			return l, len(lines) > 1
+		}
+	}
+	return lines[0], len(lines) > 1
 }
 
 func (e *GoBuildError) Unwrap() error { return e.Err }

@@ -86,8 +86,9 @@ func Run(ctx context.Context, jobs []Job, st Stages, o RunOptions) (*Results, er
 	bases := newBaseCache(st.ResolveBase, st.VerifyBase)
 
 	// Fail fast, before compiling anything, on what every target shares:
-	// the destination (reachable, writable) and the base images.
-	if err := preflight(ctx, jobs, st.Destination, bases); err != nil {
+	// the scanner's DB, the destination (reachable, writable) and the base
+	// images.
+	if err := preflight(ctx, jobs, st, bases); err != nil {
 		return res, err
 	}
 
@@ -143,8 +144,15 @@ type Checker interface {
 	Check(ctx context.Context, job Job) error
 }
 
-func preflight(ctx context.Context, jobs []Job, d Destination, bases *baseCache) error {
-	if c, ok := d.(Checker); ok {
+func preflight(ctx context.Context, jobs []Job, st Stages, bases *baseCache) error {
+	// A missing, broken or stale vulnerability DB would fail every scan:
+	// say so before the first compile.
+	if id, ok := st.Scanner.(scan.DBIdentifier); ok {
+		if _, err := id.DBIdentity(); err != nil {
+			return fmt.Errorf("scanner: %w", err)
+		}
+	}
+	if c, ok := st.Destination.(Checker); ok {
 		seen := map[string]bool{}
 		for _, j := range jobs {
 			key := j.Repository.String()

@@ -107,6 +107,18 @@ func TestRunPreflightFailsBeforeBuilding(t *testing.T) {
 	}
 }
 
+func TestRunMissingDBFailsBeforeBuilding(t *testing.T) {
+	log := &fakes.Log{}
+	b := &fakes.Builder{}
+	st := stages(log, b, nil)
+	dbErr := errors.New("vulnerability DB not found in /nowhere (run slipway db pull)")
+	st.Scanner = scan.Cached(&fakes.Scanner{Builder: b, DBErr: dbErr}, t.TempDir())
+	_, err := pipeline.Run(context.Background(), jobs("a", "b"), st, pipeline.RunOptions{})
+	if !errors.Is(err, dbErr) || len(b.Builds) != 0 || len(log.Entries) != 0 {
+		t.Fatalf("err = %v, builds = %v, writes = %v: want the DB error before any build", err, b.Builds, log.Entries)
+	}
+}
+
 func TestRunBaseVerifiedOnce(t *testing.T) {
 	log := &fakes.Log{}
 	b := &fakes.Builder{}

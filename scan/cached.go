@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/slipway-build/slipway/internal/cachedir"
 )
 
 // DBIdentifier is implemented by scanners whose results depend on a
@@ -38,6 +39,9 @@ type cachedScanner struct {
 	dir   string
 }
 
+// DBIdentity implements DBIdentifier: the wrapped scanner's.
+func (c *cachedScanner) DBIdentity() (string, error) { return c.id.DBIdentity() }
+
 // Scan implements Scanner.
 func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, error) {
 	d, err := idx.Digest()
@@ -47,6 +51,10 @@ func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, e
 	dbID, err := c.id.DBIdentity()
 	if err != nil {
 		return nil, err
+	}
+	// A report read from a directory others can write could be anyone's.
+	if err := cachedir.Ensure(c.dir); err != nil {
+		return nil, fmt.Errorf("report cache: %w", err)
 	}
 	sum := sha256.Sum256([]byte("slipway-report-v1\x00" + d.String() + "\x00" + dbID))
 	path := filepath.Join(c.dir, hex.EncodeToString(sum[:])+".json")
@@ -62,15 +70,13 @@ func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, e
 		return nil, err
 	}
 	if b, err := json.Marshal(r); err == nil {
-		if err := os.MkdirAll(c.dir, 0o755); err == nil {
-			if tmp, err := os.CreateTemp(c.dir, ".tmp-*"); err == nil {
-				_, werr := tmp.Write(b)
-				cerr := tmp.Close()
-				if werr == nil && cerr == nil {
-					_ = os.Rename(tmp.Name(), path)
-				}
-				os.Remove(tmp.Name())
+		if tmp, err := os.CreateTemp(c.dir, ".tmp-*"); err == nil {
+			_, werr := tmp.Write(b)
+			cerr := tmp.Close()
+			if werr == nil && cerr == nil {
+				_ = os.Rename(tmp.Name(), path)
 			}
+			os.Remove(tmp.Name())
 		}
 	}
 	return r, nil

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/slipway-build/slipway/build"
+	"github.com/slipway-build/slipway/internal/cachedir"
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/publish"
 	"github.com/slipway-build/slipway/resolve"
@@ -248,16 +249,25 @@ func printRefs(res *pipeline.Results, file string) error {
 	return nil
 }
 
-// cacheDir is the directory of one of slipway's caches: cache_dir/kind.
+// cacheDir is the directory of one of slipway's caches, cache_dir/kind,
+// created private (0700); one that others could write is refused.
 func (lc *loadedConfig) cacheDir(kind string) (string, error) {
-	if lc.CacheDir != "" {
-		return filepath.Join(lc.path(lc.CacheDir), kind), nil
+	root := lc.path(lc.CacheDir)
+	if lc.CacheDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("finding the user cache dir (set cache_dir): %w", err)
+		}
+		root = filepath.Join(base, "slipway")
 	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("finding the user cache dir (set cache_dir): %w", err)
+	dir := filepath.Join(root, kind)
+	if err := cachedir.Ensure(root); err != nil {
+		return "", err
 	}
-	return filepath.Join(base, "slipway", kind), nil
+	if err := cachedir.Ensure(dir); err != nil {
+		return "", err
+	}
+	return dir, nil
 }
 
 // reportsFor makes report outputs distinct per target when several

@@ -122,7 +122,7 @@ func loadConfig(g *globalFlags, flags *pflag.FlagSet, bind map[string]string) (*
 		return nil, &pipeline.ConfigError{File: shown, Msg: "invalid value from SLIPWAY_* environment or flags: " + err.Error()}
 	}
 	if err := c.Validate(shown); err != nil {
-		return nil, err
+		return nil, attribute(err, data, flags, bind)
 	}
 	dir := "."
 	if file != "" {
@@ -162,4 +162,31 @@ func sanitizeName(s string) string {
 		return "app"
 	}
 	return out
+}
+
+// attribute makes a validation error name where the bad value came from: the
+// flag or SLIPWAY_* variable that set the key, else the file's line.
+func attribute(err error, data []byte, flags *pflag.FlagSet, bind map[string]string) error {
+	var ce *pipeline.ConfigError
+	if !errors.As(err, &ce) || ce.Key == "" {
+		return err
+	}
+	under := func(key string) bool {
+		return ce.Key == key || strings.HasPrefix(ce.Key, key+".") || strings.HasPrefix(ce.Key, key+"[")
+	}
+	for flag, key := range bind {
+		if f := flags.Lookup(flag); f != nil && f.Changed && under(key) {
+			return &pipeline.ConfigError{Key: "--" + flag, Msg: ce.Msg}
+		}
+	}
+	for _, key := range envKeys {
+		env := "SLIPWAY_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		if _, set := os.LookupEnv(env); set && under(key) {
+			return &pipeline.ConfigError{Key: env, Msg: ce.Msg}
+		}
+	}
+	if ce.Line == 0 {
+		ce.Line = pipeline.KeyLine(data, ce.Key)
+	}
+	return err
 }

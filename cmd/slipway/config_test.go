@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,5 +115,46 @@ func TestExitCodes(t *testing.T) {
 		if got := exitCode(c.err); got != c.want {
 			t.Errorf("exitCode(%v) = %d, want %d", c.err, got, c.want)
 		}
+	}
+}
+
+// TestConfigErrorNamesItsSource: a bad value is blamed on the flag or the
+// SLIPWAY_* variable that set it, and one from the file on its line.
+func TestConfigErrorNamesItsSource(t *testing.T) {
+	cfg := "repository: r.example.com/team\nplatforms:\n  - linux/amd64\n  - plan9/mips\ntargets:\n  - name: hello\n    image:\n      workdir: relative\n"
+	asConfigError := func(err error) *pipeline.ConfigError {
+		t.Helper()
+		var ce *pipeline.ConfigError
+		if !errors.As(err, &ce) {
+			t.Fatalf("err = %v, want a *ConfigError", err)
+		}
+		return ce
+	}
+	// From the file: file, line and key.
+	_, err := load(t, cfg)
+	if ce := asConfigError(err); ce.File == "" || ce.Line != 4 || ce.Key != "platforms[1]" {
+		t.Errorf("file error = %q (line %d, key %q), want line 4, platforms[1]", err, ce.Line, ce.Key)
+	}
+	fixed := strings.Replace(cfg, "plan9/mips", "linux/arm64", 1)
+	_, err = load(t, fixed)
+	if ce := asConfigError(err); ce.Line != 8 || ce.Key != "targets[0].image.workdir" {
+		t.Errorf("file error = %q, want line 8, targets[0].image.workdir", err)
+	}
+	fixed = strings.Replace(fixed, "relative", "/work", 1)
+	// From a flag: the flag, not the file.
+	_, err = load(t, fixed, "--platform", "linux/amd64,all")
+	if ce := asConfigError(err); ce.Key != "--platform" || ce.File != "" || !strings.Contains(err.Error(), `"all"`) {
+		t.Errorf("flag error = %q, want it to name --platform and not the file", err)
+	}
+	// From the environment: the variable.
+	t.Setenv("SLIPWAY_PLATFORMS", "linux/amd64,bogus")
+	_, err = load(t, fixed)
+	if ce := asConfigError(err); ce.Key != "SLIPWAY_PLATFORMS" || ce.File != "" {
+		t.Errorf("env error = %q, want it to name SLIPWAY_PLATFORMS", err)
+	}
+	// A flag wins over the variable, and its error is the flag's.
+	_, err = load(t, fixed, "--platform", "nope")
+	if ce := asConfigError(err); ce.Key != "--platform" {
+		t.Errorf("flag over env error = %q, want --platform", err)
 	}
 }

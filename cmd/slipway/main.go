@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -19,16 +20,22 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot().ExecuteContext(ctx)
+	g := &globalFlags{}
+	err := newRoot(g).ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		// The go command's own errors, verbatim, before slipway's line.
-		var gbe *build.GoBuildError
-		if errors.As(err, &gbe) && strings.Count(strings.TrimSpace(gbe.Output), "\n") > 0 {
-			fmt.Fprintln(os.Stderr, strings.TrimSpace(gbe.Output))
-		}
-		// One line: joined errors (one per target) are separated by "; ".
-		fmt.Fprintln(os.Stderr, "slipway: "+strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
+		printError(os.Stderr, err, g.verbose)
 	}
 	os.Exit(exitCode(err))
+}
+
+// printError prints err once, on one line: joined errors (one per target)
+// are separated by "; ". A failed go build's line quotes the compiler's
+// first error; with -v the go command's whole output comes first.
+func printError(w io.Writer, err error, verbose bool) {
+	var gbe *build.GoBuildError
+	if verbose && errors.As(err, &gbe) && strings.TrimSpace(gbe.Output) != "" {
+		fmt.Fprintln(w, strings.TrimSpace(gbe.Output))
+	}
+	fmt.Fprintln(w, "slipway: "+strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
 }

@@ -23,6 +23,7 @@ func writeResultsJSON(path string, res *pipeline.Results) error {
 
 // printSummary writes a human summary table of the run.
 func printSummary(w io.Writer, res *pipeline.Results) {
+	// Errors are not repeated here: main prints each failure once.
 	if res == nil || len(res.Targets) == 0 {
 		return
 	}
@@ -48,9 +49,6 @@ func printSummary(w io.Writer, res *pipeline.Results) {
 	for _, t := range res.Targets {
 		if t.Ref != "" {
 			fmt.Fprintf(w, "%s: %s\n", t.Target, t.Ref)
-		}
-		if t.Error != "" {
-			fmt.Fprintf(w, "%s: %s\n", t.Target, t.Error)
 		}
 	}
 }

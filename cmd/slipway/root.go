@@ -17,8 +17,8 @@ type globalFlags struct {
 	logFormat string
 }
 
-func newRoot() *cobra.Command {
-	g := &globalFlags{}
+// newRoot is the slipway command; g receives the global flags' values.
+func newRoot(g *globalFlags) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "slipway",
 		Short: "Build Go source into signed, scanned, multi-platform container images",

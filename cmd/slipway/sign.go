@@ -179,9 +179,7 @@ func (s *signerStage) sbom(ctx context.Context, res *build.Result) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err == nil {
-		_ = writeFileAtomic(path, func(w io.Writer) error { _, err := w.Write(doc); return err })
-	}
+	_ = writeFileAtomic(path, func(w io.Writer) error { _, err := w.Write(doc); return err })
 	return doc, nil
 }
 

@@ -68,12 +68,27 @@ type Scanner struct {
 	Builder  *Builder
 	Findings map[string][]scan.Finding // by target name
 	Err      error
+	DBErr    error // the DB is unusable: DBIdentity and Scan fail
 }
 
-var _ scan.Scanner = (*Scanner)(nil)
+var (
+	_ scan.Scanner      = (*Scanner)(nil)
+	_ scan.DBIdentifier = (*Scanner)(nil)
+)
+
+// DBIdentity implements scan.DBIdentifier.
+func (s *Scanner) DBIdentity() (string, error) {
+	if s.DBErr != nil {
+		return "", s.DBErr
+	}
+	return "fake-db-1", nil
+}
 
 // Scan implements scan.Scanner.
 func (s *Scanner) Scan(_ context.Context, idx v1.ImageIndex) (*scan.Report, error) {
+	if s.DBErr != nil {
+		return nil, s.DBErr
+	}
 	if s.Err != nil {
 		return nil, s.Err
 	}

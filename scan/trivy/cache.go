@@ -12,6 +12,7 @@ import (
 
 	"github.com/aquasecurity/trivy/pkg/cache"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	"github.com/slipway-build/slipway/internal/cachedir"
 )
 
 // layerCache is Trivy's scan cache interface over a plain directory: one
@@ -36,9 +37,9 @@ const cacheLayoutVersion = "trivy-json-v1"
 
 func newLayerCache(dir string) (*layerCache, error) {
 	c := &layerCache{dir: filepath.Join(dir, cacheLayoutVersion)}
-	for _, sub := range []string{"blob", "artifact"} {
-		if err := os.MkdirAll(filepath.Join(c.dir, sub), 0o755); err != nil {
-			return nil, fmt.Errorf("creating scan cache: %w", err)
+	for _, d := range []string{dir, c.dir, filepath.Join(c.dir, "blob"), filepath.Join(c.dir, "artifact")} {
+		if err := cachedir.Ensure(d); err != nil {
+			return nil, fmt.Errorf("scan cache: %w", err)
 		}
 	}
 	return c, nil
