@@ -8,7 +8,7 @@ BIN     := bin/slipway
 DEB_PKGS := docker-registry umoci runc
 DEB_BINS := /usr/bin/docker-registry /usr/bin/umoci /usr/sbin/runc
 
-.PHONY: all build deps demo test test-short bench fuzz vet fmt clean
+.PHONY: all build deps demo test test-unit test-short bench fuzz vet fmt clean
 
 all: build
 
@@ -33,6 +33,11 @@ demo: build
 # The whole suite: unit, integration (docker-registry, umoci, runc) and e2e.
 test: deps
 	SLIPWAY_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 60m ./...
+
+# The fast tier: every package but e2e, -short, without docker-registry or
+# runc (tests that need them skip). What .ci/run calls is `make test`.
+test-unit:
+	SLIPWAY_UNIT=1 $(GO) test -short -count=1 $$($(GO) list ./... | grep -v '/e2e$$')
 
 test-short:
 	$(GO) test -short ./...

@@ -84,7 +84,22 @@ func slipwayRSS(t testing.TB, dir string, env []string, args ...string) (result,
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		rss = ru.Maxrss * 1024
 	}
-	return result{stdout: out.String(), stderr: errb.String(), code: code}, rss
+	// Whatever a failing test prints, slipway's own account is in the log.
+	stderr := errb.String()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("slipway %s in %s: exit %d, stderr (tail):\n%s", strings.Join(args, " "), dir, code, tail(stderr, 4096))
+		}
+	})
+	return result{stdout: out.String(), stderr: stderr, code: code}, rss
+}
+
+// tail is the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
 }
 
 // baseEnv is the environment slipway runs with in tests: PATH, HOME and the

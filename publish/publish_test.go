@@ -10,11 +10,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
@@ -29,7 +31,10 @@ func TestRegistryWriteThenTag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewRegistry()
+	r, err := NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	if err := r.CheckPush(ctx, repo); err != nil {
 		t.Fatalf("CheckPush: %v", err)
@@ -132,7 +137,11 @@ func TestManifestPutRaceRetried(t *testing.T) {
 			defer s.Close()
 			repo, _ := name.NewRepository(strings.TrimPrefix(s.URL, "http://") + "/team/app")
 			idx, _ := random.Index(64, 1, 1)
-			_, err := NewRegistry().WriteIndex(context.Background(), repo, idx)
+			r, err := NewRegistry(withRaceBackoff(time.Millisecond, 2*time.Millisecond, 5*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.WriteIndex(context.Background(), repo, idx)
 			if (err != nil) != c.wantErr {
 				t.Fatalf("err = %v, want error: %v (refused %d)", err, c.wantErr, refused.Load())
 			}
@@ -140,5 +149,50 @@ func TestManifestPutRaceRetried(t *testing.T) {
 				t.Fatalf("err = %v", err)
 			}
 		})
+	}
+}
+
+func TestNewRegistryRejectsNil(t *testing.T) {
+	if _, err := NewRegistry(WithKeychain(nil)); err == nil {
+		t.Error("nil keychain accepted")
+	}
+	if _, err := NewRegistry(WithTransport(nil)); err == nil {
+		t.Error("nil transport accepted")
+	}
+}
+
+// TestTagRefusesOtherBytes: a registry that serves, for the digest just
+// written, a manifest with other bytes gets no tag.
+func TestTagRefusesOtherBytes(t *testing.T) {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var swap atomic.Bool
+	other, _ := random.Index(64, 1, 1)
+	otherRaw, _ := other.RawManifest()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if swap.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/sha256:") {
+			w.Header().Set("Content-Type", string(types.OCIImageIndex))
+			w.Write(otherRaw)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer s.Close()
+	repo, _ := name.NewRepository(strings.TrimPrefix(s.URL, "http://") + "/team/app")
+	idx, _ := random.Index(64, 1, 1)
+	r, err := NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := r.WriteIndex(context.Background(), repo, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap.Store(true)
+	if err := r.Tag(context.Background(), ref, []string{"latest"}); err == nil {
+		t.Fatal("tagged a digest the registry serves other bytes for")
+	}
+	swap.Store(false)
+	if tags, _ := remote.List(repo); len(tags) != 0 {
+		t.Fatalf("tags: %v", tags)
 	}
 }

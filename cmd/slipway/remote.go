@@ -35,7 +35,7 @@ func registry(c *pipeline.Config, jobs int, extra ...publish.Option) (*publish.R
 		publish.WithKeychain(authn.DefaultKeychain),
 		publish.WithTransport(tr),
 		publish.WithRemoteOptions(remote.WithUserAgent(userAgent()), remote.WithJobs(jobs)),
-	}, extra...)...), nil
+	}, extra...)...)
 }
 
 // remoteOptions are the options for reads (bases, images to scan or verify).

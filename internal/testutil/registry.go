@@ -62,9 +62,13 @@ func WithTLS() RegistryOption {
 }
 
 // NeedRegistry skips the test when Debian's docker-registry is not installed
-// (make installs it; go test ./... on a bare machine still runs the rest).
+// (make installs it; go test ./... on a bare machine still runs the rest),
+// or in the unit tier (SLIPWAY_UNIT set, as make test-unit does).
 func NeedRegistry(t testing.TB) {
 	t.Helper()
+	if os.Getenv("SLIPWAY_UNIT") != "" {
+		t.Skip("unit tier (make test-unit): no docker-registry")
+	}
 	if _, err := os.Stat(RegistryBinary); err != nil {
 		if os.Getenv("SLIPWAY_REQUIRE_TOOLS") != "" {
 			t.Fatalf("%s missing (run make deps)", RegistryBinary)
