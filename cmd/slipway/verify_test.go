@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -295,5 +298,40 @@ func TestVerifyScanAgeDefaultBoundsRollback(t *testing.T) {
 	fresh := pushSigned(t, reg.Host, "fresh", "cosign", time.Now().Add(-time.Hour))
 	if out, errOut, code := runIn(t, dir, nil, "verify", "--policy", def, fresh.String()); code != exitOK || strings.TrimSpace(out) != fresh.String() {
 		t.Fatalf("fresh scan: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// Issue 9 item 1: an oci:DIR base in slipway.yaml is read relative to the
+// config file, and recorded as written (images do not depend on where the
+// config lives).
+func TestLayoutBaseRelativeToConfigFile(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	lc, err := load(t, "base: oci:base\ntargets: [{name: hello}]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := layout.Write(filepath.Join(lc.Dir, "base"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := img.Digest()
+	st, err := buildStages(lc, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	b, err := st.ResolveBase(context.Background(), lc.Base)
+	if err != nil {
+		t.Fatalf("resolving %s from another working directory: %v", lc.Base, err)
+	}
+	if b.Digest != want || b.Ref != "oci:base" || b.Name != "oci:base" {
+		t.Fatalf("base = %s %s %s, want %s recorded as oci:base", b.Name, b.Ref, b.Digest, want)
 	}
 }
