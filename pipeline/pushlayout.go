@@ -28,11 +28,11 @@ func PushLayout(ctx context.Context, l *publish.Layout, reg *publish.Registry, r
 	index := filepath.Join(string(l.Path()), "index.json")
 	for _, e := range entries {
 		if err := CheckTargetName(e.Target); err != nil {
-			return nil, &ConfigError{File: index, Key: "target", Msg: err.Error() + "; the layout was not written by slipway for this config: rebuild it with slipway build"}
+			return nil, &ConfigError{File: index, Key: "target", Msg: err.Error() + "; rename the target in slipway.yaml and rebuild the layout with slipway build"}
 		}
 		for _, t := range e.Tags {
 			if err := CheckTag(t); err != nil {
-				return nil, &ConfigError{File: index, Key: "target " + e.Target + " tag", Msg: err.Error() + "; rebuild the layout with slipway build"}
+				return nil, &ConfigError{File: index, Key: "target " + e.Target + " tag", Msg: err.Error() + " in slipway.yaml, and rebuild the layout with slipway build"}
 			}
 		}
 	}

@@ -335,3 +335,48 @@ func TestLayoutBaseRelativeToConfigFile(t *testing.T) {
 		t.Fatalf("base = %s %s %s, want %s recorded as oci:base", b.Name, b.Ref, b.Digest, want)
 	}
 }
+
+// Issue 9 item 3: max_scan_age from SLIPWAY_POLICY_MAX_SCAN_AGE, including
+// 0 (off), overrides the file.
+func TestMaxScanAgeFromEnv(t *testing.T) {
+	cfg := "policy: {keys: [a.pub], require_attestations: [vuln], max_scan_age: 24h}\ntargets: [{name: hello}]\n"
+	for _, c := range []struct {
+		env  string
+		want time.Duration
+	}{{"0", 0}, {"", 24 * time.Hour}, {"0s", 0}, {"2h", 2 * time.Hour}} {
+		env, want := c.env, c.want
+		t.Setenv("SLIPWAY_POLICY_MAX_SCAN_AGE", env) // empty: unset for viper
+		lc, err := load(t, cfg)
+		if err != nil {
+			t.Fatalf("SLIPWAY_POLICY_MAX_SCAN_AGE=%q: %v", env, err)
+		}
+		if got := lc.Policy.EffectiveMaxScanAge(); got != want {
+			t.Errorf("SLIPWAY_POLICY_MAX_SCAN_AGE=%q: max scan age %s, want %s", env, got, want)
+		}
+	}
+	t.Setenv("SLIPWAY_POLICY_MAX_SCAN_AGE", "soon")
+	if _, err := load(t, cfg); exitCode(err) != exitUsage {
+		t.Fatalf("invalid SLIPWAY_POLICY_MAX_SCAN_AGE: err = %v, want a usage error", err)
+	}
+}
+
+// A sign.key file that does not exist is a config error naming the key.
+func TestMissingSignKeyIsConfigError(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "slipway.yaml")
+	if err := os.WriteFile(cfg, []byte("sign: {key: keys/cosign.key}\ntargets: [{name: hello}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The working directory has a key of that name: it must not be used.
+	wd := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(wd, "keys"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(wd, "keys", "cosign.key"), readFile(t, testKeyFile(t, "other.key")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := runIn(t, wd, []string{"COSIGN_PASSWORD=slipway-test-password"}, "--config", cfg, "sign", "127.0.0.1:1/team/app@sha256:"+strings.Repeat("a", 64))
+	if code != exitUsage || !strings.Contains(errOut, cfg+": sign.key:") || !strings.Contains(errOut, filepath.Join(dir, "keys", "cosign.key")) {
+		t.Fatalf("exit %d, want 2 naming %s and sign.key\n%s", code, cfg, errOut)
+	}
+}
