@@ -49,6 +49,9 @@ type Policy struct {
 	MaxSeverity scan.Severity
 	// MaxScanAge, when set, denies an image whose newest vuln attestation
 	// finished scanning longer ago than this. It requires a vuln attestation.
+	// It is the rollback window: without a transparency log, an older,
+	// still validly signed attestation re-tagged over the newest one cannot
+	// be detected, only bounded by age. 0 means unbounded.
 	MaxScanAge time.Duration
 	// AllowedBaseDigests, when set, requires every base image digest the
 	// image records (SLSA provenance resolved dependencies named

@@ -417,7 +417,15 @@ shape, or just --key): valid signatures from threshold trusted keys, and
 optionally required attestations, a vuln attestation with no finding at or
 above max_severity, made within max_scan_age, and allowed base digests.
 Prints the verified digest reference: deploy that, not the tag.
-Exit 3 when the policy is not met, 1 when it could not be evaluated.`,
+
+Key paths in a --policy file are relative to that file (in slipway.yaml, to
+slipway.yaml), --key paths to the working directory; keys may also be
+env://VAR or inline PEM. When the policy uses the vuln attestation,
+max_scan_age defaults to 168h: the rollback window, how old a re-tagged
+older attestation may be (0 turns it off). The scan time relied on is
+reported on stderr (and as "scan" in --output json).
+Exit 3 when the policy is not met, 1 when it could not be evaluated, 2 when
+the policy is invalid.`,
 		Example: `  slipway verify registry.example.com/team/hello:latest --key cosign.pub
   slipway verify IMAGE --policy policy.yaml --output json`,
 		Args: exactArgs(1),
