@@ -167,8 +167,14 @@ type PolicyConfig struct {
 	// MaxSeverity denies images whose vuln attestation has a finding at or
 	// above it.
 	MaxSeverity string `yaml:"max_severity" mapstructure:"max_severity"`
-	// MaxScanAge denies vuln attestations older than this.
-	MaxScanAge time.Duration `yaml:"max_scan_age" mapstructure:"max_scan_age"`
+	// MaxScanAge denies an image whose newest trusted vuln attestation
+	// finished scanning longer ago than this. It bounds how old an
+	// attestation someone with registry write access can roll back to (a
+	// re-tagged older, cleaner .att cannot be detected without a
+	// transparency log). Unset: DefaultMaxScanAge (168h) when the policy
+	// uses the vuln attestation (require_attestations: [vuln] or
+	// max_severity), else off. 0 turns it off.
+	MaxScanAge *ConfigDuration `yaml:"max_scan_age" mapstructure:"max_scan_age"`
 	// AllowedBaseDigests, when set, lists the only base digests accepted.
 	AllowedBaseDigests []string `yaml:"allowed_base_digests" mapstructure:"allowed_base_digests"`
 }

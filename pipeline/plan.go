@@ -105,8 +105,8 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 			return nil, wrap("tags", err)
 		}
 		for n, tag := range j.Tags {
-			if _, err := name.NewTag("example.com/x:"+tag, name.StrictValidation); err != nil || tag == "" {
-				return nil, &ConfigError{Key: fmt.Sprintf("%s.tags[%d]", key, n), Msg: fmt.Sprintf("%q is not a valid tag", tag)}
+			if err := CheckTag(tag); err != nil {
+				return nil, &ConfigError{Key: fmt.Sprintf("%s.tags[%d]", key, n), Msg: err.Error()}
 			}
 		}
 		bt := build.Target{Name: t.Name, Dir: dir, Main: t.Main, Flags: t.Flags, Env: t.Env, Created: created, Revision: g.Commit}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -21,6 +22,19 @@ func PushLayout(ctx context.Context, l *publish.Layout, reg *publish.Registry, r
 	entries, err := l.Entries()
 	if err != nil {
 		return nil, err
+	}
+	// Names and tags in index.json are input like a config: check them all
+	// before anything is written.
+	index := filepath.Join(string(l.Path()), "index.json")
+	for _, e := range entries {
+		if err := CheckTargetName(e.Target); err != nil {
+			return nil, &ConfigError{File: index, Key: "target", Msg: err.Error() + "; rename the target in slipway.yaml and rebuild the layout with slipway build"}
+		}
+		for _, t := range e.Tags {
+			if err := CheckTag(t); err != nil {
+				return nil, &ConfigError{File: index, Key: "target " + e.Target + " tag", Msg: err.Error() + " in slipway.yaml, and rebuild the layout with slipway build"}
+			}
+		}
 	}
 	want := map[string]bool{}
 	for _, s := range selected {

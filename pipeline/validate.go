@@ -174,23 +174,8 @@ func (c *Config) Validate(file string) error {
 	if !sbomFmts[c.Sign.SBOMFormat] {
 		return bad("sign.sbom_format", "want spdx-json or cyclonedx, got %q", c.Sign.SBOMFormat)
 	}
-	if c.Policy.Threshold < 0 {
-		return bad("policy.threshold", "must not be negative")
-	}
-	if c.Policy.Threshold > 0 && len(c.Policy.Keys) > 0 && c.Policy.Threshold > len(c.Policy.Keys) {
-		return bad("policy.threshold", "%d is more than the %d keys given", c.Policy.Threshold, len(c.Policy.Keys))
-	}
-	c.Policy.RequireAttestations = splitList(c.Policy.RequireAttestations)
-	for i, a := range c.Policy.RequireAttestations {
-		if !attestKind[a] {
-			return bad(fmt.Sprintf("policy.require_attestations[%d]", i), "want sbom, vuln or provenance, got %q", a)
-		}
-	}
-	if c.Policy.MaxSeverity != "" {
-		c.Policy.MaxSeverity = strings.ToUpper(c.Policy.MaxSeverity)
-		if !severities[c.Policy.MaxSeverity] {
-			return bad("policy.max_severity", "unknown severity %q", c.Policy.MaxSeverity)
-		}
+	if err := c.Policy.Validate(file); err != nil {
+		return err
 	}
 	if c.BasePolicy != nil && len(c.BasePolicy.Keys) == 0 {
 		return bad("base_policy.keys", "at least one key is required")

@@ -217,8 +217,9 @@ func decryptPrivateKey(raw, pass []byte, ref string) (signature.SignerVerifier, 
 	return sv, nil
 }
 
-// LoadPublicKeys loads PEM public keys from file paths or env://VAR
-// references. KMS references need LoadPublicKeysContext.
+// LoadPublicKeys loads PEM public keys from file paths, env://VAR
+// references or inline PEM text ("-----BEGIN PUBLIC KEY-----…"). KMS
+// references need LoadPublicKeysContext.
 func LoadPublicKeys(refs ...string) ([]*PublicKey, error) {
 	return LoadPublicKeysContext(context.Background(), refs...)
 }
@@ -243,6 +244,14 @@ func LoadPublicKeysContext(ctx context.Context, refs ...string) ([]*PublicKey, e
 			keys = append(keys, k)
 			continue
 		}
+		if isInlinePEM(ref) {
+			k, err := ParsePublicKey([]byte(strings.TrimSpace(ref)), "(inline PEM)")
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, k)
+			continue
+		}
 		raw, err := readKeyRef(ref)
 		if err != nil {
 			return nil, err
@@ -254,6 +263,11 @@ func LoadPublicKeysContext(ctx context.Context, refs ...string) ([]*PublicKey, e
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// isInlinePEM reports whether a public key reference is the PEM itself.
+func isInlinePEM(ref string) bool {
+	return strings.HasPrefix(strings.TrimSpace(ref), "-----BEGIN ")
 }
 
 // readKeyRef reads a key from a file path or env://VAR.

@@ -49,6 +49,9 @@ type Policy struct {
 	MaxSeverity scan.Severity
 	// MaxScanAge, when set, denies an image whose newest vuln attestation
 	// finished scanning longer ago than this. It requires a vuln attestation.
+	// It is the rollback window: without a transparency log, an older,
+	// still validly signed attestation re-tagged over the newest one cannot
+	// be detected, only bounded by age. 0 means unbounded.
 	MaxScanAge time.Duration
 	// AllowedBaseDigests, when set, requires every base image digest the
 	// image records (SLSA provenance resolved dependencies named
@@ -109,12 +112,32 @@ type Verdict struct {
 	// Attestations lists every attestation layer found (read only when the
 	// policy looks at attestations).
 	Attestations []AttestationResult `json:"attestations"`
+	// Scan is the vuln attestation the verdict relied on: the newest one
+	// signed by a trusted key. Nil when none was read.
+	Scan *VulnScan `json:"scan,omitempty"`
 
 	ref name.Digest
 }
 
 // Ref is the verified image as a digest reference.
 func (v *Verdict) Ref() name.Digest { return v.ref }
+
+// VulnScan describes the vulnerability scan a verdict relied on. Without a
+// transparency log an older, cleaner attestation re-tagged over a newer one
+// cannot be detected: MaxAge (the policy's MaxScanAge) is how far back such
+// a rollback can reach.
+type VulnScan struct {
+	// FinishedOn is when the scan finished, as the attestation says.
+	FinishedOn time.Time `json:"finishedOn"`
+	// Age is how long before the verification the scan finished.
+	Age string `json:"age"`
+	// MaxAge is the oldest scan the policy accepts; empty when unbounded.
+	MaxAge string `json:"maxAge,omitempty"`
+	// Attestation is the attestation layer's digest.
+	Attestation string `json:"attestation"`
+	// KeyID is the trusted key that signed it.
+	KeyID string `json:"keyID"`
+}
 
 // SignatureResult describes one signature layer.
 type SignatureResult struct {
@@ -202,6 +225,7 @@ func Verify(ctx context.Context, ref name.Reference, pol Policy, opts ...Option)
 			}
 		}
 		v.Reasons = append(v.Reasons, vr.attestationReasons(&pol)...)
+		v.Scan = vr.scan
 	}
 	v.Passed = len(v.Reasons) == 0
 	log.InfoContext(ctx, "verified image", slog.Bool("passed", v.Passed),
@@ -238,10 +262,13 @@ type verifier struct {
 	atts map[string][]verifiedStatement
 	// annotationBases are base digests from manifest annotations.
 	annotationBases []v1.Hash
+	// scan is the vuln attestation relied on.
+	scan *VulnScan
 }
 
 type verifiedStatement struct {
 	keyID string
+	layer string
 	st    *intotoStatement
 }
 
@@ -440,7 +467,7 @@ func (vr *verifier) attestations(v *Verdict, pol *Policy, desc *remote.Descripto
 		res.PredicateType = st.PredicateType
 		res.Kind = KindOf(st.PredicateType)
 		if res.Kind != "" {
-			vr.atts[res.Kind] = append(vr.atts[res.Kind], verifiedStatement{keyID: res.KeyID, st: st})
+			vr.atts[res.Kind] = append(vr.atts[res.Kind], verifiedStatement{keyID: res.KeyID, layer: res.Layer, st: st})
 		}
 		v.Attestations = append(v.Attestations, res)
 	}
@@ -525,6 +552,8 @@ func (vr *verifier) attestationReasons(pol *Policy) []string {
 	}
 	if pol.MaxSeverity != "" || pol.MaxScanAge > 0 {
 		reasons = append(reasons, vr.vulnReasons(pol)...)
+	} else if len(vr.atts[KindVuln]) > 0 {
+		vr.vulnReasons(pol) // only to report the scan in the verdict
 	}
 	if len(pol.AllowedBaseDigests) > 0 {
 		reasons = append(reasons, vr.baseReasons(pol)...)
@@ -532,16 +561,18 @@ func (vr *verifier) attestationReasons(pol *Policy) []string {
 	return reasons
 }
 
-// vulnReasons checks the newest verified vuln attestation.
+// vulnReasons checks the newest verified vuln attestation and records it
+// in vr.scan.
 func (vr *verifier) vulnReasons(pol *Policy) []string {
 	var newest *VulnPredicate
+	var from verifiedStatement
 	for _, a := range vr.atts[KindVuln] {
 		var p VulnPredicate
 		if err := json.Unmarshal(a.st.Predicate, &p); err != nil {
 			return []string{fmt.Sprintf("vuln attestation is unreadable: %v", err)}
 		}
 		if newest == nil || p.Metadata.ScanFinishedOn.After(newest.Metadata.ScanFinishedOn) {
-			newest = &p
+			newest, from = &p, a
 		}
 	}
 	if newest == nil {
@@ -553,12 +584,14 @@ func (vr *verifier) vulnReasons(pol *Policy) []string {
 	var reasons []string
 	now := vr.opts.now()
 	finished := newest.Metadata.ScanFinishedOn
+	vr.scan = &VulnScan{FinishedOn: finished.UTC(), Age: now.Sub(finished).Round(time.Second).String(), Attestation: from.layer, KeyID: from.keyID}
 	if pol.MaxScanAge > 0 {
+		vr.scan.MaxAge = pol.MaxScanAge.String()
 		switch {
 		case finished.IsZero():
 			reasons = append(reasons, "vuln attestation has no scan finish time")
 		case now.Sub(finished) > pol.MaxScanAge:
-			reasons = append(reasons, fmt.Sprintf("vulnerability scan finished %s, %s ago, older than the maximum %s",
+			reasons = append(reasons, fmt.Sprintf("vulnerability scan finished %s, %s ago, older than the maximum %s (max scan age, the rollback window): rescan and re-attest the image",
 				finished.UTC().Format(time.RFC3339), now.Sub(finished).Round(time.Second), pol.MaxScanAge))
 		case finished.Sub(now) > futureSkew:
 			reasons = append(reasons, fmt.Sprintf("vulnerability scan finish time %s is in the future", finished.UTC().Format(time.RFC3339)))

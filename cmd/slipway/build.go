@@ -215,7 +215,12 @@ func buildStages(lc *loadedConfig, log *slog.Logger) (pipeline.Stages, error) {
 	return pipeline.Stages{
 		Builder: b,
 		ResolveBase: func(ctx context.Context, ref string) (*build.Base, error) {
-			return build.ResolveBase(ctx, ref, ropts...)
+			// oci:DIR is read relative to the config file, and recorded as written.
+			b, err := build.ResolveBase(ctx, pipeline.ResolveLayoutBase(lc.Dir, ref), ropts...)
+			if err == nil && strings.HasPrefix(ref, build.LayoutPrefix) {
+				b.Name, b.Ref = ref, ref
+			}
+			return b, err
 		},
 		VerifyBase: verify,
 	}, nil

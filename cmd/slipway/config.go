@@ -70,6 +70,7 @@ func loadConfig(g *globalFlags, flags *pflag.FlagSet, bind map[string]string) (*
 	if err != nil {
 		return nil, err
 	}
+	fileVals := c.InputPaths()
 	// viper layers SLIPWAY_* variables and flags over the file's values.
 	v := viper.New()
 	v.SetConfigType("yaml")
@@ -113,6 +114,7 @@ func loadConfig(g *globalFlags, flags *pflag.FlagSet, bind map[string]string) (*
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
+			mapstructure.TextUnmarshallerHookFunc(),
 		),
 	})
 	if err != nil {
@@ -132,6 +134,12 @@ func loadConfig(g *globalFlags, flags *pflag.FlagSet, bind map[string]string) (*
 	if err != nil {
 		return nil, err
 	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	// Paths in the file are relative to the file, not to where slipway runs.
+	c.ResolvePaths(fileVals, abs, wd)
 	return &loadedConfig{Config: c, File: file, Dir: abs}, nil
 }
 
