@@ -74,7 +74,7 @@ func TestMaxScanAgeDefault(t *testing.T) {
 	}
 }
 
-func TestKeyLine(t *testing.T) {
+func TestKeyLinePolicyAndAliases(t *testing.T) {
 	data := []byte("repository: x\npolicy:\n  keys:\n    - a.pub\n    - b.pub\n  threshold: 2\nother: &o [1]\nalias: *o\n")
 	for key, want := range map[string]int{
 		"policy": 2, "policy.keys": 3, "policy.keys[1]": 5, "policy.threshold": 6,
@@ -203,7 +203,10 @@ func TestPushLayoutRefusesBadNamesAndTags(t *testing.T) {
 			if _, err := l.WriteIndex(c.target, idx, []string{c.tag}); err != nil {
 				t.Fatal(err)
 			}
-			pub := publish.NewRegistry()
+			pub, err := publish.NewRegistry()
+			if err != nil {
+				t.Fatal(err)
+			}
 			repo := "team-" + strings.ReplaceAll(strings.ToLower(strings.ReplaceAll(c.name, " ", "-")), "/", "-")
 			repoFor := func(target string) (name.Repository, error) {
 				return TargetRepository(reg.Host+"/"+repo, target, nil)
@@ -231,7 +234,11 @@ func TestPushLayoutRefusesBadNamesAndTags(t *testing.T) {
 	if _, err := l.WriteIndex("alpha", idx, []string{"latest", "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := PushLayout(context.Background(), l, publish.NewRegistry(), func(target string) (name.Repository, error) {
+	pub, err := publish.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := PushLayout(context.Background(), l, pub, func(target string) (name.Repository, error) {
 		return TargetRepository(reg.Host+"/ok", target, nil)
 	}, nil, nil)
 	if err != nil || len(res.Targets) != 1 || !res.Targets[0].Pushed {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -149,47 +148,4 @@ func splitKeys(in []string) []string {
 		out = append(out, splitList([]string{s})...)
 	}
 	return out
-}
-
-// KeyLine returns the line (1-based) where key is written in the YAML
-// document data, or 0. key is a path such as "threshold", "keys[1]" or
-// "policy.keys[0]".
-func KeyLine(data []byte, key string) int {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
-		return 0
-	}
-	n := doc.Content[0]
-	line := 0
-	for _, seg := range strings.Split(key, ".") {
-		name, idx, hasIdx := strings.Cut(seg, "[")
-		for n.Kind == yaml.AliasNode && n.Alias != nil {
-			n = n.Alias
-		}
-		if n.Kind != yaml.MappingNode {
-			return line
-		}
-		found := false
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == name {
-				line, n, found = n.Content[i].Line, n.Content[i+1], true
-				break
-			}
-		}
-		if !found {
-			return line
-		}
-		if hasIdx {
-			i, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
-			for n.Kind == yaml.AliasNode && n.Alias != nil {
-				n = n.Alias
-			}
-			if err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
-				return line
-			}
-			n = n.Content[i]
-			line = n.Line
-		}
-	}
-	return line
 }

@@ -99,7 +99,7 @@ func runIn(t *testing.T, dir string, env []string, args ...string) (string, stri
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	root := newRoot()
+	root := newRoot(&globalFlags{})
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
