@@ -31,6 +31,9 @@ type Target struct {
 	Flags []string
 	// Env are extra environment variables for `go build` (KEY=VALUE).
 	Env []string
+	// SecretEnv names variables kept out of the `go build` environment, in
+	// addition to SecretEnv (e.g. the variable holding the signing key).
+	SecretEnv []string
 	// Base is the resolved base image.
 	Base *Base
 	// Image configures the image's runtime config and metadata.

@@ -225,7 +225,7 @@ func (g *GoBuilder) compile(ctx context.Context, t Target, p v1.Platform, out st
 	if err != nil {
 		return false, err
 	}
-	env := buildEnv(os.Environ(), penv, t.Env)
+	env := buildEnv(os.Environ(), penv, t.Env, t.SecretEnv)
 	key, err := g.cache.key(ctx, g.gobin, t, p, env)
 	if err != nil {
 		g.log.Debug("build cache unavailable", "target", t.Name, "err", err)

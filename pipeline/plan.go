@@ -2,7 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +43,9 @@ type PlanOptions struct {
 	Environ []string
 	// Insecure reports whether plain HTTP is allowed for a registry host.
 	Insecure func(host string) bool
+	// Logger receives warnings (a templated tag that expanded to nothing);
+	// nil discards.
+	Logger *slog.Logger
 }
 
 // Plan expands c (which must have passed Validate) into one Job per
@@ -48,10 +54,17 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 	if len(c.Targets) == 0 {
 		return nil, &ConfigError{Key: "targets", Msg: "at least one target is required"}
 	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	secret := secretEnv(c)
 	env := map[string]string{}
 	for _, kv := range o.Environ {
 		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
+		if !build.IsSecretEnv(k, secret) {
+			env[k] = v
+		}
 	}
 	want := map[string]bool{}
 	for _, s := range o.Select {
@@ -93,7 +106,7 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		if err != nil {
 			return nil, err
 		}
-		data := TemplateData{Git: g, Env: env, Date: created.Format(time.RFC3339), Target: t.Name}
+		data := TemplateData{Git: g, Env: env, Date: created.Format(time.RFC3339), Target: t.Name, secret: secret}
 		wrap := func(field string, err error) error {
 			return &ConfigError{Key: key + "." + field, Msg: err.Error()}
 		}
@@ -101,16 +114,26 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		if j.BaseRef == "" {
 			j.BaseRef = c.Base
 		}
-		if j.Tags, err = expandAll(t.Tags, data); err != nil {
-			return nil, wrap("tags", err)
-		}
-		for n, tag := range j.Tags {
+		for n, tmpl := range t.Tags {
+			tag, err := Expand(tmpl, data)
+			if err != nil {
+				return nil, wrap("tags", err)
+			}
+			if tag == "" && strings.Contains(tmpl, "{{") {
+				// {{.Git.Tag}} on a commit without a tag: no tag, not an error.
+				log.Warn("tag skipped: its template expanded to nothing", "target", t.Name, "key", fmt.Sprintf("%s.tags[%d]", key, n), "template", tmpl)
+				continue
+			}
 			if _, err := name.NewTag("example.com/x:"+tag, name.StrictValidation); err != nil || tag == "" {
 				return nil, &ConfigError{Key: fmt.Sprintf("%s.tags[%d]", key, n), Msg: fmt.Sprintf("%q is not a valid tag", tag)}
 			}
+			j.Tags = append(j.Tags, tag)
 		}
-		bt := build.Target{Name: t.Name, Dir: dir, Main: t.Main, Flags: t.Flags, Env: t.Env, Created: created, Revision: g.Commit}
+		bt := build.Target{Name: t.Name, Dir: dir, Main: t.Main, Flags: t.Flags, Env: t.Env, SecretEnv: secret, Created: created, Revision: g.Commit}
 		if bt.Ldflags, err = expandAll(t.Ldflags, data); err != nil {
+			return nil, wrap("ldflags", err)
+		}
+		if err := checkLdflags(bt.Ldflags); err != nil {
 			return nil, wrap("ldflags", err)
 		}
 		if bt.Source, err = Expand(c.Source, data); err != nil {
@@ -129,6 +152,13 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 			bt.Platforms = append(bt.Platforms, pp)
 		}
 		bt.Platforms = dedupePlatforms(bt.Platforms)
+		if err := build.CheckMain(ctx, bt); err != nil {
+			var nm *build.NotMainError
+			if errors.As(err, &nm) {
+				return nil, wrap("main", err)
+			}
+			return nil, fmt.Errorf("checking %s main %s: %w", t.Name, t.Main, err)
+		}
 		img := t.Image
 		bt.Image = build.ImageConfig{User: img.User, Ports: img.Ports, Workdir: img.Workdir, Args: img.Args}
 		if bt.Image.Env, err = expandMap(img.Env, data); err != nil {

@@ -92,7 +92,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 	}
 	log := g.logger()
 	jobs, err := pipeline.Plan(ctx, lc.Config, pipeline.PlanOptions{
-		ConfigDir: lc.Dir, Select: args, Environ: os.Environ(), Insecure: insecureFunc(lc.Config, f.insecure),
+		ConfigDir: lc.Dir, Select: args, Environ: os.Environ(), Insecure: insecureFunc(lc.Config, f.insecure), Logger: log,
 	})
 	if err != nil {
 		return withFile(err, lc.File)
@@ -167,7 +167,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 		printSummary(os.Stderr, res)
 	}
 	if res != nil {
-		if werr := writeResultsJSON(lastResultsPath(lc), res); werr != nil {
+		werr := publish.MkdirOutput(filepath.Dir(lastResultsPath(lc)))
+		if werr == nil {
+			werr = writeResultsJSON(lastResultsPath(lc), res)
+		}
+		if werr != nil {
 			log.Warn("recording results", "err", werr)
 		}
 	}

@@ -1,0 +1,64 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// NotMainError is a target whose main is not one package main: `go build`
+// would write an archive (or nothing) instead of an executable.
+type NotMainError struct {
+	// Main is the target's main as configured.
+	Main string
+	// Packages are "import/path name" for each package it names.
+	Packages []string
+}
+
+func (e *NotMainError) Error() string {
+	if len(e.Packages) != 1 {
+		return fmt.Sprintf("%s names %d packages (%s); set main: to the directory of one package main, e.g. ./cmd/app",
+			e.Main, len(e.Packages), strings.Join(e.Packages, ", "))
+	}
+	path, name, _ := strings.Cut(e.Packages[0], " ")
+	return fmt.Sprintf("%s is package %s (%s), not a package main: go build would produce a library archive, not a program; set main: to the directory of the package main to build (e.g. ./cmd/app)",
+		e.Main, name, path)
+}
+
+// CheckMain fails with a *NotMainError when t.Main, as `go list` sees it for
+// t's first platform with t's flags and environment, is not exactly one
+// package main. When go list itself fails (no such directory, syntax
+// errors, missing modules), it returns nil: `go build` fails on the same
+// input and reports it.
+func CheckMain(ctx context.Context, t Target) error {
+	gobin, err := findGo()
+	if err != nil {
+		return err
+	}
+	var penv []string
+	if len(t.Platforms) > 0 {
+		if penv, err = platformEnv(t.Platforms[0]); err != nil {
+			return err
+		}
+	}
+	args := append([]string{"list", "-f", "{{.ImportPath}} {{.Name}}"}, t.Flags...)
+	cmd := exec.CommandContext(ctx, gobin, append(args, "--", t.Main)...)
+	cmd.Dir = t.Dir
+	cmd.Env = buildEnv(os.Environ(), penv, t.Env, t.SecretEnv)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return nil
+	}
+	pkgs := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(pkgs) == 1 && strings.HasSuffix(pkgs[0], " main") {
+		return nil
+	}
+	return &NotMainError{Main: t.Main, Packages: pkgs}
+}
