@@ -24,8 +24,9 @@ import (
 // Go, assembly and embedded files of each package outside the module
 // cache, go.mod and go.sum of every module not in the module cache,
 // go.work), the identity (path@version) of modules in the module cache,
-// the main package, flags, ldflags, environment, platform, toolchain and
-// VCS state. A hit skips `go build` entirely.
+// the main package, flags, ldflags, the go command's environment
+// (keyEnv), platform, toolchain and VCS state. A hit skips `go build`
+// entirely.
 type binaryCache struct {
 	dir string
 
@@ -61,7 +62,7 @@ func (c *binaryCache) key(ctx context.Context, gobin string, t Target, p v1.Plat
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "slipway-binary-v2\x00%s\x00%s\x00%s\x00", tc.id, t.Main, platformString(p))
-	for _, list := range [][]string{t.Ldflags, t.Flags, env} {
+	for _, list := range [][]string{t.Ldflags, t.Flags, t.Env, keyEnv(env)} {
 		fmt.Fprintf(h, "%d\x00%s\x00", len(list), strings.Join(list, "\x00"))
 	}
 	if err := hashInputs(ctx, h, gobin, t, env, tc); err != nil {
@@ -71,6 +72,26 @@ func (c *binaryCache) key(ctx context.Context, gobin string, t Target, p v1.Plat
 	// enclosing repository into the binary.
 	fmt.Fprintf(h, "%s\x00", vcsState(ctx, t.Dir))
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// keyEnv is the part of the go build environment that can change the
+// binary: the go command's own variables (GO*, CGO_*), except the
+// locations of its caches and temporary files. The rest (TMPDIR,
+// DOCKER_CONFIG, CI run ids, …) differs from run to run and would make
+// every rerun a miss; the target's env: is hashed whole.
+func keyEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "GOCACHE", "GOTMPDIR", "GOENV", "GOCACHEPROG":
+			continue
+		}
+		if strings.HasPrefix(k, "GO") || strings.HasPrefix(k, "CGO_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // listedPackage is the part of `go list -json` output the key needs.
@@ -233,7 +254,10 @@ func (c *binaryCache) toolchainID(ctx context.Context, gobin, dir string, env []
 	if tc, ok := c.toolchain[k]; ok {
 		return tc, nil
 	}
-	vars := []string{"GOVERSION", "GOROOT", "GOFLAGS", "GOPROXY", "GONOSUMDB", "GOEXPERIMENT", "GOTOOLCHAIN", "GOMODCACHE", "GOWORK"}
+	// Settings may also come from the go env file (go env -w), hence asked
+	// of go env rather than read from env. GOWORK comes last.
+	vars := []string{"GOVERSION", "GOROOT", "GOFLAGS", "GOPROXY", "GONOSUMDB", "GOEXPERIMENT", "GOTOOLCHAIN", "GOMODCACHE",
+		"GOAMD64", "GOARM", "GOARM64", "GO386", "GOPPC64", "GORISCV64", "GOMIPS", "GOMIPS64", "GOWORK"}
 	cmd := exec.CommandContext(ctx, gobin, append([]string{"env"}, vars...)...)
 	cmd.Dir = dir
 	cmd.Env = env
@@ -246,7 +270,8 @@ func (c *binaryCache) toolchainID(ctx context.Context, gobin, dir string, env []
 		return toolchain{}, fmt.Errorf("go env: %d lines for %d variables", len(lines), len(vars))
 	}
 	// GOWORK's location is kept out of the id (it is hashed by content).
-	tc := toolchain{id: strings.Join(lines[:8], "\x00"), modCache: filepath.Clean(lines[7]), work: lines[8]}
+	n := len(vars) - 1
+	tc := toolchain{id: strings.Join(lines[:n], "\x00"), modCache: filepath.Clean(lines[7]), work: lines[n]}
 	if lines[7] == "" {
 		tc.modCache = ""
 	}

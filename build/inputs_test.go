@@ -80,10 +80,17 @@ func TestBinaryCacheKeyCoversInputs(t *testing.T) {
 		if cached || d2 == d1 {
 			t.Fatalf("symlinked extra.go changed: cached=%v, digest %s → %s (a stale binary)", cached, d1, d2)
 		}
-		// A file the build does not read does not invalidate it.
+		// A file the build does not read does not invalidate it, nor does
+		// a variable the go command does not read (a CI run id, TMPDIR).
 		writeFiles(t, root, map[string]string{"app/README.md": "hello"})
+		t.Setenv("CI_RUN_ID", "2")
 		if cached, d := cachedBuild(t, g, tg); !cached || d != d2 {
-			t.Fatalf("README added: cached=%v", cached)
+			t.Fatalf("README added, CI_RUN_ID set: cached=%v", cached)
+		}
+		// One it reads does.
+		t.Setenv("GOFLAGS", "-tags=other")
+		if cached, _ := cachedBuild(t, g, tg); cached {
+			t.Fatal("GOFLAGS changed: cache hit")
 		}
 	})
 	t.Run("go.work", func(t *testing.T) {
