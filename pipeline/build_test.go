@@ -134,6 +134,8 @@ func TestPlanRefusesNonMainPackage(t *testing.T) {
 	writeModule(t, dir)
 	_, err := plan(t, dir, "targets:\n  - name: a\n    main: ./lib\n", nil, nil)
 	wantConfigError(t, err, "targets[0].main", "./lib is package lib (example.com/m/lib), not a package main", "set main:")
+	_, err = plan(t, dir, "targets:\n  - name: a\n    main: ./cmd/app\n  - name: b\n    main: ./lib\n", nil, nil)
+	wantConfigError(t, err, "targets[1].main", "./lib is package lib")
 	_, err = plan(t, dir, "targets:\n  - name: a\n    main: ./...\n", nil, nil)
 	wantConfigError(t, err, "targets[0].main", "names 2 packages")
 	jobs, err := plan(t, dir, "targets:\n  - name: a\n    main: ./cmd/app\n", nil, nil)

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -81,6 +83,7 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 	}
 	gitByDir := map[string]GitInfo{}
 	var jobs []Job
+	var keys []string // targets[i] of each job
 	for i, t := range c.Targets {
 		if len(want) > 0 && !want[t.Name] {
 			continue
@@ -152,13 +155,6 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 			bt.Platforms = append(bt.Platforms, pp)
 		}
 		bt.Platforms = dedupePlatforms(bt.Platforms)
-		if err := build.CheckMain(ctx, bt); err != nil {
-			var nm *build.NotMainError
-			if errors.As(err, &nm) {
-				return nil, wrap("main", err)
-			}
-			return nil, fmt.Errorf("checking %s main %s: %w", t.Name, t.Main, err)
-		}
 		img := t.Image
 		bt.Image = build.ImageConfig{User: img.User, Ports: img.Ports, Workdir: img.Workdir, Args: img.Args}
 		if bt.Image.Env, err = expandMap(img.Env, data); err != nil {
@@ -182,8 +178,40 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		}
 		j.Target = bt
 		jobs = append(jobs, j)
+		keys = append(keys, key)
+	}
+	if err := checkMains(ctx, jobs, keys); err != nil {
+		return nil, err
 	}
 	return jobs, nil
+}
+
+// checkMains runs build.CheckMain for every job, concurrently (one go list
+// each), and returns the error of the first target in config order.
+func checkMains(ctx context.Context, jobs []Job, keys []string) error {
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for i := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = build.CheckMain(ctx, jobs[i].Target)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		var nm *build.NotMainError
+		switch {
+		case errors.As(err, &nm):
+			return &ConfigError{Key: keys[i] + ".main", Msg: err.Error()}
+		case err != nil:
+			return fmt.Errorf("checking main of %s: %w", jobs[i].Target.Name, err)
+		}
+	}
+	return nil
 }
 
 // TargetRepository is where target's image goes: <repository>/<target>,
