@@ -44,6 +44,11 @@ type Target struct {
 	// Source, Revision and Version fill the org.opencontainers.image.source,
 	// .revision and .version annotations when set.
 	Source, Revision, Version string
+	// Dirty is whether the caller found the checkout modified (what
+	// templates and provenance say). A binary that go build stamped with
+	// another revision or modified flag fails the build: the tree changed
+	// while slipway was building, and they would disagree.
+	Dirty bool
 }
 
 // ImageConfig is the runtime configuration and metadata of an image.

@@ -199,6 +199,9 @@ func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkVCS(out, t); err != nil {
+		return nil, fmt.Errorf("building %s for %s: %w", t.Name, platformString(p), err)
+	}
 	fi, err := os.Stat(out)
 	if err != nil {
 		return nil, err

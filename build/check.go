@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"os"
 	"os/exec"
@@ -61,4 +62,35 @@ func CheckMain(ctx context.Context, t Target) error {
 		return nil
 	}
 	return &NotMainError{Main: t.Main, Packages: pkgs}
+}
+
+// checkVCS fails when the VCS stamp go build put in the binary at bin
+// contradicts t.Revision and t.Dirty, which templates and provenance were
+// made from. Without a recorded revision, or without a stamp (no
+// repository, no git), there is nothing to contradict.
+func checkVCS(bin string, t Target) error {
+	if t.Revision == "" {
+		return nil
+	}
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return fmt.Errorf("reading the build info of the binary: %w", err)
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		return nil
+	}
+	if rev != t.Revision || modified != fmt.Sprint(t.Dirty) {
+		return fmt.Errorf("the checkout changed during the build: go build stamped revision %s modified=%s, but it was %s modified=%v when slipway started, as templates and provenance record it; do not write into the checkout while slipway builds (or ignore those paths in .gitignore) and run it again",
+			rev, modified, t.Revision, t.Dirty)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -203,5 +204,51 @@ func TestCheckMain(t *testing.T) {
 	tg.Main = "./missing"
 	if err := CheckMain(context.Background(), tg); err != nil {
 		t.Fatalf("missing package: err = %v", err)
+	}
+}
+
+// Issue 9 item 10: the binary's VCS stamp must agree with the state the
+// caller recorded for templates and provenance; a checkout that changes
+// during the build fails it instead of producing a binary that disagrees.
+func TestBuildRefusesVCSDisagreement(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"go.mod":  "module example.com/app\n\ngo 1.26\n",
+		"main.go": "package main\n\nfunc main() {}\n",
+	})
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+			"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q")
+	git("add", "-A")
+	git("commit", "-qm", "one")
+	g, err := New(WithCACertificates(CANone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := localTarget(t, dir)
+	tg.Revision = git("rev-parse", "HEAD")
+	if _, err := g.Build(context.Background(), tg); err != nil {
+		t.Fatalf("clean checkout, recorded clean: %v", err)
+	}
+	// Recorded clean, but a file appeared before go build ran (as a report
+	// written into the checkout by another target would).
+	writeFiles(t, dir, map[string]string{"report.sarif": "{}"})
+	_, err = g.Build(context.Background(), tg)
+	if err == nil || !strings.Contains(err.Error(), "checkout changed during the build") {
+		t.Fatalf("err = %v, want the disagreement refused", err)
+	}
+	tg.Dirty = true
+	if _, err := g.Build(context.Background(), tg); err != nil {
+		t.Fatalf("dirty checkout, recorded dirty: %v", err)
 	}
 }

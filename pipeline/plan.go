@@ -132,7 +132,7 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 			}
 			j.Tags = append(j.Tags, tag)
 		}
-		bt := build.Target{Name: t.Name, Dir: dir, Main: t.Main, Flags: t.Flags, Env: t.Env, SecretEnv: secret, Created: created, Revision: g.Commit}
+		bt := build.Target{Name: t.Name, Dir: dir, Main: t.Main, Flags: t.Flags, Env: t.Env, SecretEnv: secret, Created: created, Revision: g.Commit, Dirty: g.Dirty}
 		if bt.Ldflags, err = expandAll(t.Ldflags, data); err != nil {
 			return nil, wrap("ldflags", err)
 		}
