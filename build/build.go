@@ -31,6 +31,9 @@ type Target struct {
 	Flags []string
 	// Env are extra environment variables for `go build` (KEY=VALUE).
 	Env []string
+	// SecretEnv names variables kept out of the `go build` environment, in
+	// addition to SecretEnv (e.g. the variable holding the signing key).
+	SecretEnv []string
 	// Base is the resolved base image.
 	Base *Base
 	// Image configures the image's runtime config and metadata.
@@ -41,6 +44,11 @@ type Target struct {
 	// Source, Revision and Version fill the org.opencontainers.image.source,
 	// .revision and .version annotations when set.
 	Source, Revision, Version string
+	// Dirty is whether the caller found the checkout modified (what
+	// templates and provenance say). A binary that go build stamped with
+	// another revision or modified flag fails the build: the tree changed
+	// while slipway was building, and they would disagree.
+	Dirty bool
 }
 
 // ImageConfig is the runtime configuration and metadata of an image.

@@ -40,6 +40,8 @@ func TestParsePlatform(t *testing.T) {
 		{"linux/sparc", false, ""},
 		{"linux", false, ""},
 		{"darwin/arm64", false, ""},
+		{"windows/amd64", false, ""},
+		{"windows/arm64", false, ""},
 		{"linux/s390x/v2", false, ""},
 	} {
 		p, err := ParsePlatform(c.in)

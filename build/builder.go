@@ -199,6 +199,9 @@ func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkVCS(out, t); err != nil {
+		return nil, fmt.Errorf("building %s for %s: %w", t.Name, platformString(p), err)
+	}
 	fi, err := os.Stat(out)
 	if err != nil {
 		return nil, err
@@ -225,7 +228,7 @@ func (g *GoBuilder) compile(ctx context.Context, t Target, p v1.Platform, out st
 	if err != nil {
 		return false, err
 	}
-	env := buildEnv(os.Environ(), penv, t.Env)
+	env := buildEnv(os.Environ(), penv, t.Env, t.SecretEnv)
 	key, err := g.cache.key(ctx, g.gobin, t, p, env)
 	if err != nil {
 		g.log.Debug("build cache unavailable", "target", t.Name, "err", err)

@@ -1,17 +1,18 @@
 package build
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 
@@ -20,45 +21,215 @@ import (
 )
 
 // binaryCache keeps compiled binaries keyed by everything that decides
-// their bytes: the module's source tree (every file but .git, which go.sum
-// pins the dependencies of), the main package, flags, ldflags, environment,
-// platform and toolchain. A hit skips `go build` entirely.
+// their bytes: every file the build reads (as `go list -deps` reports it:
+// Go, assembly and embedded files of each package outside the module
+// cache, go.mod and go.sum of every module not in the module cache,
+// go.work), the identity (path@version) of modules in the module cache,
+// the main package, flags, ldflags, the go command's environment
+// (keyEnv), platform, toolchain and VCS state. A hit skips `go build`
+// entirely.
 type binaryCache struct {
 	dir string
 
 	mu        sync.Mutex
-	toolchain map[string]string // gobin → `go version` + relevant go env
+	toolchain map[string]toolchain // gobin, dir and env → go env
+}
+
+// toolchain is what `go env` says about a build.
+type toolchain struct {
+	id       string // GOVERSION, GOROOT and the settings read from go env
+	modCache string // GOMODCACHE
+	work     string // GOWORK: a go.work file, "" or "off"
 }
 
 func newBinaryCache(dir string) (*binaryCache, error) {
 	if err := cachedir.Ensure(dir); err != nil {
 		return nil, fmt.Errorf("build cache: %w", err)
 	}
-	return &binaryCache{dir: dir, toolchain: map[string]string{}}, nil
+	return &binaryCache{dir: dir, toolchain: map[string]toolchain{}}, nil
 }
 
 // key computes the cache key of t for p, or "" when t cannot be cached
-// (its go.mod replaces a module with a directory outside the tree).
+// (its flags use -overlay).
 func (c *binaryCache) key(ctx context.Context, gobin string, t Target, p v1.Platform, env []string) (string, error) {
+	for _, f := range t.Flags {
+		if n := strings.TrimLeft(f, "-"); n == "overlay" || strings.HasPrefix(n, "overlay=") {
+			return "", nil
+		}
+	}
 	tc, err := c.toolchainID(ctx, gobin, t.Dir, env)
 	if err != nil {
 		return "", err
 	}
-	if localReplace(filepath.Join(t.Dir, "go.mod")) {
-		return "", nil
-	}
 	h := sha256.New()
-	fmt.Fprintf(h, "slipway-binary-v1\x00%s\x00%s\x00%s\x00", tc, t.Main, platformString(p))
-	for _, list := range [][]string{t.Ldflags, t.Flags, env} {
+	fmt.Fprintf(h, "slipway-binary-v2\x00%s\x00%s\x00%s\x00", tc.id, t.Main, platformString(p))
+	for _, list := range [][]string{t.Ldflags, t.Flags, t.Env, keyEnv(env)} {
 		fmt.Fprintf(h, "%d\x00%s\x00", len(list), strings.Join(list, "\x00"))
 	}
-	if err := hashTree(h, t.Dir); err != nil {
-		return "", fmt.Errorf("hashing source tree %s: %w", t.Dir, err)
+	if err := hashInputs(ctx, h, gobin, t, env, tc); err != nil {
+		return "", fmt.Errorf("hashing the inputs of %s: %w", t.Main, err)
 	}
 	// -buildvcs stamps the revision, commit time and modified flag of the
 	// enclosing repository into the binary.
 	fmt.Fprintf(h, "%s\x00", vcsState(ctx, t.Dir))
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// keyEnv is the part of the go build environment that can change the
+// binary: the go command's own variables (GO*, CGO_*), except the
+// locations of its caches and temporary files. The rest (TMPDIR,
+// DOCKER_CONFIG, CI run ids, …) differs from run to run and would make
+// every rerun a miss; the target's env: is hashed whole.
+func keyEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "GOCACHE", "GOTMPDIR", "GOENV", "GOCACHEPROG":
+			continue
+		}
+		if strings.HasPrefix(k, "GO") || strings.HasPrefix(k, "CGO_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// listedPackage is the part of `go list -json` output the key needs.
+type listedPackage struct {
+	Dir        string
+	ImportPath string
+	Name       string
+	Standard   bool
+	Module     *listedModule
+
+	GoFiles, CgoFiles, CFiles, CXXFiles, MFiles, HFiles, FFiles, SFiles []string
+	SwigFiles, SwigCXXFiles, SysoFiles, EmbedFiles                      []string
+}
+
+type listedModule struct {
+	Path    string
+	Version string
+	Dir     string
+	GoMod   string
+	Replace *listedModule
+}
+
+// listFields are the fields asked of go list (-json=…), which spares it
+// computing the others.
+const listFields = "Dir,ImportPath,Name,Standard,Module,GoFiles,CgoFiles,CFiles,CXXFiles,MFiles,HFiles,FFiles,SFiles,SwigFiles,SwigCXXFiles,SysoFiles,EmbedFiles"
+
+// hashInputs hashes every file `go build` reads for t's main package and
+// its dependencies, as `go list -deps` reports them with the same flags and
+// environment. Files are read through symlinks. Standard-library packages
+// are covered by the toolchain; packages in the module cache (read-only,
+// verified against go.sum when downloaded) by their module's path@version.
+func hashInputs(ctx context.Context, h io.Writer, gobin string, t Target, env []string, tc toolchain) error {
+	args := append([]string{"list", "-deps", "-json=" + listFields}, t.Flags...)
+	cmd := exec.CommandContext(ctx, gobin, append(args, "--", t.Main)...)
+	cmd.Dir = t.Dir
+	cmd.Env = env
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("go list: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	inCache := func(p string) bool {
+		return tc.modCache != "" && strings.HasPrefix(p, tc.modCache+string(filepath.Separator))
+	}
+	// hashFile hashes the content of the file at p under a name that does
+	// not depend on where the checkout is (with -trimpath, neither does
+	// the binary), so a clone elsewhere hits the same entries.
+	hashFile := func(name, p string) error {
+		b, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(h, "absent\x00%s\x00", name)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "file\x00%s\x00%d\x00", name, len(b))
+		h.Write(b)
+		return nil
+	}
+	modFiles := map[string]bool{}
+	hashModule := func(m *listedModule) error {
+		for ; m != nil; m = m.Replace {
+			fmt.Fprintf(h, "module\x00%s\x00%s\x00", m.Path, m.Version)
+			if m.GoMod == "" || inCache(m.GoMod) || modFiles[m.GoMod] {
+				continue
+			}
+			modFiles[m.GoMod] = true
+			// go.mod and go.sum (or the -modfile and its .sum), and the
+			// vendor list of a module outside the cache.
+			sum := strings.TrimSuffix(m.GoMod, ".mod") + ".sum"
+			for _, f := range []string{m.GoMod, sum, filepath.Join(filepath.Dir(m.GoMod), "vendor", "modules.txt")} {
+				rel, _ := filepath.Rel(filepath.Dir(m.GoMod), f)
+				if err := hashFile(m.Path+"@"+m.Version+":"+filepath.ToSlash(rel), f); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	var main listedPackage
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var pkg listedPackage
+		if err := dec.Decode(&pkg); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("reading go list output: %w", err)
+		}
+		if pkg.Standard {
+			continue
+		}
+		main = pkg
+		fmt.Fprintf(h, "package\x00%s\x00", pkg.ImportPath)
+		if err := hashModule(pkg.Module); err != nil {
+			return err
+		}
+		if inCache(pkg.Dir) {
+			continue
+		}
+		for _, list := range [][]string{pkg.GoFiles, pkg.CgoFiles, pkg.CFiles, pkg.CXXFiles, pkg.MFiles, pkg.HFiles, pkg.FFiles,
+			pkg.SFiles, pkg.SwigFiles, pkg.SwigCXXFiles, pkg.SysoFiles, pkg.EmbedFiles} {
+			fmt.Fprintf(h, "%d\x00", len(list))
+			for _, f := range list {
+				if err := hashFile(pkg.ImportPath+":"+f, filepath.Join(pkg.Dir, f)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// The main package comes last; go build reads its default.pgo unless
+	// -pgo says otherwise (then the flag is in the key, and a named
+	// profile is hashed below).
+	if main.Dir != "" {
+		if err := hashFile("main:default.pgo", filepath.Join(main.Dir, "default.pgo")); err != nil {
+			return err
+		}
+	}
+	for _, f := range t.Flags {
+		if v, ok := strings.CutPrefix(strings.TrimLeft(f, "-"), "pgo="); ok && v != "auto" && v != "off" {
+			if !filepath.IsAbs(v) {
+				v = filepath.Join(t.Dir, v)
+			}
+			if err := hashFile("pgo:"+f, v); err != nil {
+				return err
+			}
+		}
+	}
+	if tc.work != "" && tc.work != "off" {
+		for _, f := range []string{tc.work, tc.work + ".sum"} {
+			if err := hashFile("gowork:"+filepath.Base(f), f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // vcsState is what `go build -buildvcs=auto` stamps from a git checkout:
@@ -76,86 +247,37 @@ func vcsState(ctx context.Context, dir string) string {
 }
 
 // toolchainID identifies the go command and the settings it reads from the
-// environment and go env files.
-func (c *binaryCache) toolchainID(ctx context.Context, gobin, dir string, env []string) (string, error) {
+// environment and go env files, for a build in dir with env.
+func (c *binaryCache) toolchainID(ctx context.Context, gobin, dir string, env []string) (toolchain, error) {
+	k := gobin + "\x00" + dir + "\x00" + strings.Join(env, "\x00")
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if id, ok := c.toolchain[gobin]; ok {
-		return id, nil
+	if tc, ok := c.toolchain[k]; ok {
+		return tc, nil
 	}
-	cmd := exec.CommandContext(ctx, gobin, "env", "GOVERSION", "GOROOT", "GOFLAGS", "GOPROXY", "GONOSUMDB", "GOEXPERIMENT", "GOTOOLCHAIN")
+	// Settings may also come from the go env file (go env -w), hence asked
+	// of go env rather than read from env. GOWORK comes last.
+	vars := []string{"GOVERSION", "GOROOT", "GOFLAGS", "GOPROXY", "GONOSUMDB", "GOEXPERIMENT", "GOTOOLCHAIN", "GOMODCACHE",
+		"GOAMD64", "GOARM", "GOARM64", "GO386", "GOPPC64", "GORISCV64", "GOMIPS", "GOMIPS64", "GOWORK"}
+	cmd := exec.CommandContext(ctx, gobin, append([]string{"env"}, vars...)...)
 	cmd.Dir = dir
 	cmd.Env = env
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("go env: %w", err)
+		return toolchain{}, fmt.Errorf("go env: %w", err)
 	}
-	id := strings.Join(strings.Fields(string(out)), " ")
-	c.toolchain[gobin] = id
-	return id, nil
-}
-
-// localReplace reports whether go.mod replaces a module with a directory.
-func localReplace(gomod string) bool {
-	f, err := os.Open(gomod)
-	if err != nil {
-		return false
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(lines) != len(vars) {
+		return toolchain{}, fmt.Errorf("go env: %d lines for %d variables", len(lines), len(vars))
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		l := strings.TrimSpace(s.Text())
-		if !strings.Contains(l, "=>") {
-			continue
-		}
-		_, right, _ := strings.Cut(l, "=>")
-		right = strings.TrimSpace(right)
-		if strings.HasPrefix(right, ".") || strings.HasPrefix(right, "/") {
-			return true
-		}
+	// GOWORK's location is kept out of the id (it is hashed by content).
+	n := len(vars) - 1
+	tc := toolchain{id: strings.Join(lines[:n], "\x00"), modCache: filepath.Clean(lines[7]), work: lines[n]}
+	if lines[7] == "" {
+		tc.modCache = ""
 	}
-	return false
-}
-
-// hashTree hashes the names, modes and contents of every regular file under
-// dir, in sorted order, skipping VCS directories.
-func hashTree(h io.Writer, dir string) error {
-	var files []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && (d.Name() == ".git" || d.Name() == ".hg" || d.Name() == ".svn") {
-			return filepath.SkipDir
-		}
-		if d.Type().IsRegular() {
-			files = append(files, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	sort.Strings(files)
-	for _, p := range files {
-		rel, _ := filepath.Rel(dir, p)
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return err
-		}
-		fmt.Fprintf(h, "%s\x00%o\x00%d\x00", filepath.ToSlash(rel), fi.Mode().Perm()&0o111, fi.Size())
-		_, err = io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	c.toolchain[k] = tc
+	return tc, nil
 }
 
 func (c *binaryCache) path(key string) string { return filepath.Join(c.dir, key[:2], key) }

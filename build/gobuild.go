@@ -94,7 +94,7 @@ func goBuild(ctx context.Context, gobin string, t Target, p v1.Platform, out str
 	args = append(args, t.Main)
 	cmd := exec.CommandContext(ctx, gobin, args...)
 	cmd.Dir = t.Dir
-	cmd.Env = buildEnv(os.Environ(), penv, t.Env)
+	cmd.Env = buildEnv(os.Environ(), penv, t.Env, t.SecretEnv)
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	if err := cmd.Run(); err != nil {
@@ -110,10 +110,37 @@ func goBuild(ctx context.Context, gobin string, t Target, p v1.Platform, out str
 	return nil
 }
 
+// SecretEnv lists the environment variables that hold slipway's own
+// credentials: the cosign key password, registry credentials, identity
+// tokens for keyless flows and the KMS credentials sign.key may use. They are
+// never passed to `go build`, and templates cannot read them ({{.Env.X}}), so
+// they cannot end up in a binary or an image. Target.SecretEnv adds more
+// (the variable of sign.key: env://VAR).
+var SecretEnv = []string{
+	"COSIGN_PASSWORD",
+	"SLIPWAY_REGISTRY_PASSWORD", "SLIPWAY_REGISTRY_TOKEN",
+	"DOCKER_AUTH_CONFIG",
+	"ACTIONS_ID_TOKEN_REQUEST_TOKEN", "SIGSTORE_ID_TOKEN",
+	"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_CLIENT_SECRET", "VAULT_TOKEN",
+}
+
+// IsSecretEnv reports whether the variable name is in SecretEnv or extra.
+func IsSecretEnv(name string, extra []string) bool {
+	for _, l := range [][]string{SecretEnv, extra} {
+		for _, s := range l {
+			if s == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // buildEnv is the environment of `go build`: the process environment, with
 // the platform and CGO_ENABLED=0 forced and the target's own variables on top.
-// Variables that would make the output depend on the machine are dropped.
-func buildEnv(base, platform, extra []string) []string {
+// Variables that would make the output depend on the machine are dropped,
+// and so are secrets (SecretEnv and secret).
+func buildEnv(base, platform, extra, secret []string) []string {
 	drop := map[string]bool{
 		"GOOS": true, "GOARCH": true, "GOARM": true, "GOAMD64": true, "GO386": true,
 		"GOARM64": true, "CGO_ENABLED": true, "GOEXPERIMENT": true,
@@ -121,13 +148,16 @@ func buildEnv(base, platform, extra []string) []string {
 	env := map[string]string{}
 	for _, kv := range base {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok || drop[k] {
+		if !ok || drop[k] || IsSecretEnv(k, secret) {
 			continue
 		}
 		env[k] = v
 	}
 	for _, kv := range append(append([]string{"CGO_ENABLED=0"}, platform...), extra...) {
 		k, v, _ := strings.Cut(kv, "=")
+		if IsSecretEnv(k, secret) {
+			continue
+		}
 		env[k] = v
 	}
 	out := make([]string, 0, len(env))

@@ -12,11 +12,13 @@ var goosArch = map[string]bool{
 	"linux/amd64": true, "linux/arm64": true, "linux/arm": true, "linux/386": true,
 	"linux/ppc64le": true, "linux/s390x": true, "linux/riscv64": true,
 	"linux/mips64le": true, "linux/loong64": true,
-	"windows/amd64": true, "windows/arm64": true,
 }
 
-// ParsePlatform parses "os/arch[/variant]" and checks that Go can build it.
-// Variants: arm v5/v6/v7 (GOARM), amd64 v1–v4 (GOAMD64), arm64 v8.
+// ParsePlatform parses "os/arch[/variant]" and checks that Go can build it
+// into an image slipway can assemble: Linux only, since the images are a
+// static Linux binary on a Linux base (a windows/amd64 binary on scratch
+// cannot start). Variants: arm v5/v6/v7 (GOARM), amd64 v1–v4 (GOAMD64),
+// arm64 v8.
 func ParsePlatform(s string) (v1.Platform, error) {
 	p, err := v1.ParsePlatform(s)
 	if err != nil {
@@ -24,6 +26,9 @@ func ParsePlatform(s string) (v1.Platform, error) {
 	}
 	if strings.Count(s, "/") < 1 || p.OS == "" || p.Architecture == "" {
 		return v1.Platform{}, fmt.Errorf("platform %q: want os/arch[/variant]", s)
+	}
+	if p.OS != "linux" {
+		return v1.Platform{}, fmt.Errorf("platform %q: slipway builds Linux images only (the binary must run on the Linux base); use linux/%s, or build %s binaries with go build directly", s, p.Architecture, p.OS)
 	}
 	if !goosArch[p.OS+"/"+p.Architecture] {
 		return v1.Platform{}, fmt.Errorf("platform %q: unsupported os/arch (supported: %s)", s, supportedList())

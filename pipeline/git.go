@@ -16,13 +16,16 @@ type GitInfo struct {
 	Commit string
 	// ShortCommit is its first 7 characters.
 	ShortCommit string
-	// Tag is the tag pointing at HEAD, or the nearest tag before it.
+	// Tag is a tag pointing at HEAD, empty when HEAD has none (a commit
+	// after v1.2.0 is not v1.2.0: using that tag would overwrite a release).
 	Tag string
 	// CommitTime is HEAD's committer time (zero without a repository).
 	CommitTime time.Time
 	// CommitDate is CommitTime in RFC 3339, UTC.
 	CommitDate string
-	// Dirty is true when tracked files differ from HEAD.
+	// Dirty is true when the tree differs from HEAD: modified tracked files
+	// or untracked files not ignored, as `go build` decides vcs.modified,
+	// so templates, provenance and the binary agree.
 	Dirty bool
 	// Branch is the current branch, empty when detached.
 	Branch string
@@ -57,10 +60,11 @@ func ReadGit(ctx context.Context, dir string) GitInfo {
 			g.CommitDate = g.CommitTime.Format(time.RFC3339)
 		}
 	}
-	if tag, ok := run("describe", "--tags", "--abbrev=0", "HEAD"); ok {
+	if tag, ok := run("describe", "--tags", "--exact-match", "HEAD"); ok {
 		g.Tag = tag
 	}
-	if st, ok := run("status", "--porcelain", "--untracked-files=no"); ok {
+	// The same command go build runs for vcs.modified.
+	if st, ok := run("status", "--porcelain"); ok {
 		g.Dirty = st != ""
 	}
 	if b, ok := run("symbolic-ref", "--short", "-q", "HEAD"); ok {

@@ -31,7 +31,7 @@ var signatureTagSuffixes = []string{".sig", ".att", ".sbom"}
 // look up by the digest they verify.
 func CheckTag(tag string) error {
 	if tag == "" {
-		return fmt.Errorf("empty tag")
+		return fmt.Errorf("\"\" is not a valid tag: it is empty")
 	}
 	if _, err := name.NewTag("example.com/x:"+tag, name.StrictValidation); err != nil {
 		return fmt.Errorf("%q is not a valid tag", tag)

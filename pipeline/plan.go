@@ -2,10 +2,15 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -40,6 +45,9 @@ type PlanOptions struct {
 	Environ []string
 	// Insecure reports whether plain HTTP is allowed for a registry host.
 	Insecure func(host string) bool
+	// Logger receives warnings (a templated tag that expanded to nothing);
+	// nil discards.
+	Logger *slog.Logger
 }
 
 // Plan expands c (which must have passed Validate) into one Job per
@@ -48,10 +56,17 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 	if len(c.Targets) == 0 {
 		return nil, &ConfigError{Key: "targets", Msg: "at least one target is required"}
 	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	secret := secretEnv(c)
 	env := map[string]string{}
 	for _, kv := range o.Environ {
 		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
+		if !build.IsSecretEnv(k, secret) {
+			env[k] = v
+		}
 	}
 	want := map[string]bool{}
 	for _, s := range o.Select {
@@ -68,6 +83,7 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 	}
 	gitByDir := map[string]GitInfo{}
 	var jobs []Job
+	var keys []string // targets[i] of each job
 	for i, t := range c.Targets {
 		if len(want) > 0 && !want[t.Name] {
 			continue
@@ -93,7 +109,7 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		if err != nil {
 			return nil, err
 		}
-		data := TemplateData{Git: g, Env: env, Date: created.Format(time.RFC3339), Target: t.Name}
+		data := TemplateData{Git: g, Env: env, Date: created.Format(time.RFC3339), Target: t.Name, secret: secret}
 		wrap := func(field string, err error) error {
 			return &ConfigError{Key: key + "." + field, Msg: err.Error()}
 		}
@@ -101,16 +117,26 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		if j.BaseRef == "" {
 			j.BaseRef = c.Base
 		}
-		if j.Tags, err = expandAll(t.Tags, data); err != nil {
-			return nil, wrap("tags", err)
-		}
-		for n, tag := range j.Tags {
+		for n, tmpl := range t.Tags {
+			tag, err := Expand(tmpl, data)
+			if err != nil {
+				return nil, wrap("tags", err)
+			}
+			if tag == "" && strings.Contains(tmpl, "{{") {
+				// {{.Git.Tag}} on a commit without a tag: no tag, not an error.
+				log.Warn("tag skipped: its template expanded to nothing", "target", t.Name, "key", fmt.Sprintf("%s.tags[%d]", key, n), "template", tmpl)
+				continue
+			}
 			if err := CheckTag(tag); err != nil {
 				return nil, &ConfigError{Key: fmt.Sprintf("%s.tags[%d]", key, n), Msg: err.Error()}
 			}
+			j.Tags = append(j.Tags, tag)
 		}
-		bt := build.Target{Name: t.Name, Dir: dir, Main: t.Main, Flags: t.Flags, Env: t.Env, Created: created, Revision: g.Commit}
+		bt := build.Target{Name: t.Name, Dir: dir, Main: t.Main, Flags: t.Flags, Env: t.Env, SecretEnv: secret, Created: created, Revision: g.Commit, Dirty: g.Dirty}
 		if bt.Ldflags, err = expandAll(t.Ldflags, data); err != nil {
+			return nil, wrap("ldflags", err)
+		}
+		if err := checkLdflags(bt.Ldflags); err != nil {
 			return nil, wrap("ldflags", err)
 		}
 		if bt.Source, err = Expand(c.Source, data); err != nil {
@@ -152,8 +178,40 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		}
 		j.Target = bt
 		jobs = append(jobs, j)
+		keys = append(keys, key)
+	}
+	if err := checkMains(ctx, jobs, keys); err != nil {
+		return nil, err
 	}
 	return jobs, nil
+}
+
+// checkMains runs build.CheckMain for every job, concurrently (one go list
+// each), and returns the error of the first target in config order.
+func checkMains(ctx context.Context, jobs []Job, keys []string) error {
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for i := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = build.CheckMain(ctx, jobs[i].Target)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		var nm *build.NotMainError
+		switch {
+		case errors.As(err, &nm):
+			return &ConfigError{Key: keys[i] + ".main", Msg: err.Error()}
+		case err != nil:
+			return fmt.Errorf("checking main of %s: %w", jobs[i].Target.Name, err)
+		}
+	}
+	return nil
 }
 
 // TargetRepository is where target's image goes: <repository>/<target>,

@@ -110,6 +110,9 @@ func (c *Config) Validate(file string) error {
 				return bad(fmt.Sprintf("%s.env[%d]", k, j), "want KEY=VALUE, got %q", e)
 			}
 		}
+		if key, msg := checkTargetBuild(t, secretEnv(c)); key != "" {
+			return bad(k+"."+key, "%s", msg)
+		}
 		for j, p := range t.Image.Ports {
 			if err := checkPort(p); err != nil {
 				return bad(fmt.Sprintf("%s.image.ports[%d]", k, j), "%v", err)

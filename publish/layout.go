@@ -30,12 +30,16 @@ type Layout struct {
 	path layout.Path
 }
 
-// NewLayout opens the OCI layout at dir, creating it when missing.
+// NewLayout opens the OCI layout at dir, creating it when missing (see
+// MkdirOutput).
 func NewLayout(dir string) (*Layout, error) {
 	p, err := layout.FromPath(dir)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("opening OCI layout %s: %w", dir, err)
+		}
+		if err := MkdirOutput(dir); err != nil {
+			return nil, err
 		}
 		if p, err = layout.Write(dir, empty.Index); err != nil {
 			return nil, fmt.Errorf("creating OCI layout %s: %w", dir, err)

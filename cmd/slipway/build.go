@@ -93,10 +93,10 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 	}
 	log := g.logger()
 	jobs, err := pipeline.Plan(ctx, lc.Config, pipeline.PlanOptions{
-		ConfigDir: lc.Dir, Select: args, Environ: os.Environ(), Insecure: insecureFunc(lc.Config, f.insecure),
+		ConfigDir: lc.Dir, Select: args, Environ: os.Environ(), Insecure: insecureFunc(lc.Config, f.insecure), Logger: log,
 	})
 	if err != nil {
-		return withFile(err, lc.File)
+		return lc.withFile(err)
 	}
 	st, err := buildStages(lc, log)
 	if err != nil {
@@ -168,7 +168,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 		printSummary(os.Stderr, res)
 	}
 	if res != nil {
-		if werr := writeResultsJSON(lastResultsPath(lc), res); werr != nil {
+		werr := publish.MkdirOutput(filepath.Dir(lastResultsPath(lc)))
+		if werr == nil {
+			werr = writeResultsJSON(lastResultsPath(lc), res)
+		}
+		if werr != nil {
 			log.Warn("recording results", "err", werr)
 		}
 	}
@@ -293,11 +297,15 @@ func reportsFor(in []pipeline.ReportConfig, targets int) []pipeline.ReportConfig
 	return out
 }
 
-// withFile adds the config file to a config error that lacks one.
-func withFile(err error, file string) error {
+// withFile adds the config file, and the line of the key, to a config
+// error that lacks them (Plan does not know the file).
+func (lc *loadedConfig) withFile(err error) error {
 	if ce, ok := err.(*pipeline.ConfigError); ok && ce.File == "" {
 		c := *ce
-		c.File = file
+		c.File = lc.File
+		if c.Line == 0 && lc.File != "" {
+			c.Line = pipeline.KeyLine(lc.data, c.Key)
+		}
 		return &c
 	}
 	return err

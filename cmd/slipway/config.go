@@ -33,6 +33,8 @@ type loadedConfig struct {
 	File string
 	// Dir is where relative paths in the config start.
 	Dir string
+	// data is the file's text, to find the line of a key.
+	data []byte
 }
 
 // loadConfig reads the config: the file (--config, $SLIPWAY_CONFIG,
@@ -140,7 +142,7 @@ func loadConfig(g *globalFlags, flags *pflag.FlagSet, bind map[string]string) (*
 	}
 	// Paths in the file are relative to the file, not to where slipway runs.
 	c.ResolvePaths(fileVals, abs, wd)
-	return &loadedConfig{Config: c, File: file, Dir: abs}, nil
+	return &loadedConfig{Config: c, File: file, Dir: abs, data: data}, nil
 }
 
 // defaultConfig builds the main package in the current directory, named

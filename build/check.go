@@ -1,0 +1,96 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"debug/buildinfo"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// NotMainError is a target whose main is not one package main: `go build`
+// would write an archive (or nothing) instead of an executable.
+type NotMainError struct {
+	// Main is the target's main as configured.
+	Main string
+	// Packages are "import/path name" for each package it names.
+	Packages []string
+}
+
+func (e *NotMainError) Error() string {
+	if len(e.Packages) != 1 {
+		return fmt.Sprintf("%s names %d packages (%s); set main: to the directory of one package main, e.g. ./cmd/app",
+			e.Main, len(e.Packages), strings.Join(e.Packages, ", "))
+	}
+	path, name, _ := strings.Cut(e.Packages[0], " ")
+	return fmt.Sprintf("%s is package %s (%s), not a package main: go build would produce a library archive, not a program; set main: to the directory of the package main to build (e.g. ./cmd/app)",
+		e.Main, name, path)
+}
+
+// CheckMain fails with a *NotMainError when t.Main, as `go list` sees it for
+// t's first platform with t's flags and environment, is not exactly one
+// package main. When go list itself fails (no such directory, syntax
+// errors, missing modules), it returns nil: `go build` fails on the same
+// input and reports it.
+func CheckMain(ctx context.Context, t Target) error {
+	gobin, err := findGo()
+	if err != nil {
+		return err
+	}
+	var penv []string
+	if len(t.Platforms) > 0 {
+		if penv, err = platformEnv(t.Platforms[0]); err != nil {
+			return err
+		}
+	}
+	args := append([]string{"list", "-f", "{{.ImportPath}} {{.Name}}"}, t.Flags...)
+	cmd := exec.CommandContext(ctx, gobin, append(args, "--", t.Main)...)
+	cmd.Dir = t.Dir
+	cmd.Env = buildEnv(os.Environ(), penv, t.Env, t.SecretEnv)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return nil
+	}
+	pkgs := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(pkgs) == 1 && strings.HasSuffix(pkgs[0], " main") {
+		return nil
+	}
+	return &NotMainError{Main: t.Main, Packages: pkgs}
+}
+
+// checkVCS fails when the VCS stamp go build put in the binary at bin
+// contradicts t.Revision and t.Dirty, which templates and provenance were
+// made from. Without a recorded revision, or without a stamp (no
+// repository, no git), there is nothing to contradict.
+func checkVCS(bin string, t Target) error {
+	if t.Revision == "" {
+		return nil
+	}
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return fmt.Errorf("reading the build info of the binary: %w", err)
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		return nil
+	}
+	if rev != t.Revision || modified != fmt.Sprint(t.Dirty) {
+		return fmt.Errorf("the checkout changed during the build: go build stamped revision %s modified=%s, but it was %s modified=%v when slipway started, as templates and provenance record it; do not write into the checkout while slipway builds (or ignore those paths in .gitignore) and run it again",
+			rev, modified, t.Revision, t.Dirty)
+	}
+	return nil
+}
