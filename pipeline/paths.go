@@ -9,9 +9,11 @@ import (
 	"github.com/slipway-build/slipway/build"
 )
 
-// ResolvePaths makes the relative input paths of c absolute: sign.key,
+// ResolvePaths makes the relative paths of c absolute: the inputs sign.key,
 // policy.keys, base_policy.keys, ca_certificates, cache_dir,
-// scan.ignore_file, scan.db.dir and scan.cache_dir. A value equal to the
+// scan.ignore_file, scan.db.dir and scan.cache_dir, and the outputs
+// oci_layout (its default, dist/oci, too) and scan.reports outputs ("-" is
+// stdout). A value equal to the
 // one in file (the config as decoded from the file, before environment
 // variables and flags) is relative to configDir, the directory of the
 // config file; any other value came from SLIPWAY_* or a flag and is
@@ -60,13 +62,22 @@ func (c *Config) ResolvePaths(file *Config, configDir, workDir string) {
 	one(&c.Scan.IgnoreFile, file.Scan.IgnoreFile, anyPath)
 	one(&c.Scan.DB.Dir, file.Scan.DB.Dir, anyPath)
 	one(&c.Scan.CacheDir, file.Scan.CacheDir, anyPath)
+	layout := file.OCILayout
+	if layout == "" {
+		layout = DefaultOCILayout // the default is the file's too
+	}
+	one(&c.OCILayout, layout, anyPath)
+	for i := range c.Scan.Reports {
+		// Reports are only set in the file.
+		one(&c.Scan.Reports[i].Output, c.Scan.Reports[i].Output, func(s string) bool { return s != "-" })
+	}
 }
 
 // InputPaths returns a copy of the input path values of c (those
 // ResolvePaths resolves), to pass to ResolvePaths as the file's values
 // after environment variables and flags have been applied to c.
 func (c *Config) InputPaths() *Config {
-	out := &Config{CACertificates: c.CACertificates, CacheDir: c.CacheDir}
+	out := &Config{CACertificates: c.CACertificates, CacheDir: c.CacheDir, OCILayout: c.OCILayout}
 	out.Sign.Key = c.Sign.Key
 	out.Policy.Keys = splitKeys(c.Policy.Keys) // as Validate leaves them
 	if c.BasePolicy != nil {

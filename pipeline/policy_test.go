@@ -92,7 +92,11 @@ func TestResolvePaths(t *testing.T) {
 	yaml := `ca_certificates: certs.pem
 cache_dir: cache
 base_policy: {keys: [base.pub, env://BASE_KEY]}
-scan: {ignore_file: .trivyignore.yaml, db: {dir: db}, cache_dir: /abs/scan}
+scan:
+  ignore_file: .trivyignore.yaml
+  db: {dir: db}
+  cache_dir: /abs/scan
+  reports: [{format: json, output: "reports/{{.Target}}.json"}, {format: table, output: "-"}]
 sign: {key: cosign.key}
 policy:
   keys:
@@ -110,6 +114,7 @@ policy:
 	file := c.InputPaths()
 	// As if --db-dir flagdb had been given.
 	c.Scan.DB.Dir = "flagdb"
+	c.OCILayout = DefaultOCILayout // as Validate fills it
 	c.ResolvePaths(file, "/cfg", "/work")
 	for _, pair := range [][2]string{
 		{c.CACertificates, "/cfg/certs.pem"},
@@ -123,12 +128,23 @@ policy:
 		{c.Policy.Keys[0], "/cfg/trusted.pub"},
 		{c.Policy.Keys[1], "env://TRUSTED"},
 		{c.Policy.Keys[2][:10], "-----BEGIN"},
+		{c.OCILayout, "/cfg/dist/oci"}, // the default, as the file's
+		{c.Scan.Reports[0].Output, "/cfg/reports/{{.Target}}.json"},
+		{c.Scan.Reports[1].Output, "-"},
 		{ResolveLayoutBase("/cfg", "oci:base@sha256:x"), "oci:/cfg/base@sha256:x"},
 		{ResolveLayoutBase("/cfg", "alpine"), "alpine"},
 	} {
 		if pair[0] != pair[1] {
 			t.Errorf("got %q, want %q", pair[0], pair[1])
 		}
+	}
+	// --oci-layout out: the working directory's.
+	c = &Config{}
+	file = c.InputPaths()
+	c.OCILayout = "out"
+	c.ResolvePaths(file, "/cfg", "/work")
+	if c.OCILayout != "/work/out" {
+		t.Errorf("flag oci_layout = %q, want /work/out", c.OCILayout)
 	}
 	for _, mode := range []string{"system", "none"} {
 		c := &Config{CACertificates: mode}

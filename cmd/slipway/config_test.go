@@ -56,8 +56,9 @@ targets:
 	if img.Env["LOG_FORMAT"] != "json" || img.Env["MixedCase"] != "1" || img.Annotations["org.opencontainers.image.description"] != "x" {
 		t.Fatalf("user maps changed: %+v", img)
 	}
-	// Defaults fill what the file leaves out.
-	if lc.OCILayout != pipeline.DefaultOCILayout || lc.OnFailure != pipeline.OnFailureAbort {
+	// Defaults fill what the file leaves out; the default layout is
+	// relative to the file, as every path in it.
+	if lc.OCILayout != filepath.Join(lc.Dir, pipeline.DefaultOCILayout) || lc.OnFailure != pipeline.OnFailureAbort {
 		t.Fatalf("defaults: %+v", lc.Config)
 	}
 
