@@ -36,7 +36,7 @@ const cacheLayoutVersion = "trivy-json-v1"
 
 func newLayerCache(dir string) (*layerCache, error) {
 	c := &layerCache{dir: filepath.Join(dir, cacheLayoutVersion)}
-	for _, sub := range []string{"blob", "artifact"} {
+	for _, sub := range []string{"blob", "artifact", "index"} {
 		if err := os.MkdirAll(filepath.Join(c.dir, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("creating scan cache: %w", err)
 		}
@@ -160,4 +160,23 @@ func (c *layerCache) Clear(context.Context) error {
 	}
 	_, err := newLayerCache(filepath.Dir(c.dir))
 	return err
+}
+
+// layerIndex returns the index of a layer, from the cache or by reading
+// (and verifying) the layer. Entries are keyed by the layer's digest and
+// diff_id together and written only once both were verified.
+func (c *layerCache) layerIndex(s sourceLayer) (*layerIndex, error) {
+	key := indexKey(s)
+	var idx layerIndex
+	if err := c.get("index", key, &idx); err == nil && idx.Version == layerIndexVersion {
+		return &idx, nil
+	}
+	read, err := readIndex(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.put("index", key, read); err != nil {
+		return nil, err
+	}
+	return read, nil
 }

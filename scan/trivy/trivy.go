@@ -500,7 +500,10 @@ func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_
 			err = fmt.Errorf("analysing %s: trivy panicked: %v", pi.platform, r)
 		}
 	}()
-	img := &memImage{Image: pi.img, name: pi.digest, budget: newBudget(s.o.maxLayerBytes, s.o.maxImageBytes)}
+	img, err := s.newLayerView(ctx, pi.img, pi.digest, newBudget(s.o.maxLayerBytes, s.o.maxImageBytes))
+	if err != nil {
+		return nil, ftypes.OS{}, fmt.Errorf("reading layers: %w", err)
+	}
 	art, err := artimage.NewArtifact(img, s.cache, s.artifactOption())
 	if err != nil {
 		return nil, ftypes.OS{}, fmt.Errorf("preparing analysis: %w", err)
