@@ -398,3 +398,38 @@ func find(t *testing.T, r *Report, id string) *Finding {
 	t.Fatalf("no finding %s", id)
 	return nil
 }
+
+// Cannot judge = cannot pass: every Unjudged fails the gate (not as a
+// policy violation) unless its reason is allowed.
+func TestGateCannotJudge(t *testing.T) {
+	clean := func() *Report {
+		return &Report{Findings: []Finding{}, Unjudged: []Unjudged{
+			{Reason: UnjudgedUnsupportedOS, Platform: "linux/amd64", Detail: "OS debian 99 is a release the scanner does not know"},
+			{Reason: UnjudgedDBFromFuture, Detail: "the vulnerability DB was updated 3h ahead"},
+		}}
+	}
+	err := Gate(clean(), Policy{})
+	var cj *CannotJudgeError
+	var pv *PolicyViolation
+	if !errors.As(err, &cj) || errors.As(err, &pv) || len(cj.Items) != 2 {
+		t.Fatalf("Gate = %v, want a *CannotJudgeError with 2 items and no violation", err)
+	}
+	if msg := err.Error(); !strings.HasPrefix(msg, "cannot judge: linux/amd64: OS debian 99") ||
+		!strings.Contains(msg, "unsupported-os, db-from-future to scan.allow_unjudged") {
+		t.Errorf("message = %q", msg)
+	}
+	if err := Gate(clean(), Policy{AllowUnjudged: []string{UnjudgedUnsupportedOS}}); !errors.As(err, &cj) || len(cj.Items) != 1 || cj.Items[0].Reason != UnjudgedDBFromFuture {
+		t.Errorf("one allowed: Gate = %v", err)
+	}
+	if err := Gate(clean(), Policy{AllowUnjudged: []string{UnjudgedUnsupportedOS, UnjudgedDBFromFuture}}); err != nil {
+		t.Errorf("all allowed: Gate = %v", err)
+	}
+	// With findings as well, both are reported and it is not only a
+	// policy violation (exit 1, not 3).
+	r := sampleReport()
+	r.Unjudged = clean().Unjudged
+	err = Gate(r, Policy{})
+	if !errors.As(err, &cj) || !errors.As(err, &pv) || !strings.HasPrefix(err.Error(), "cannot judge: ") {
+		t.Errorf("findings and unjudged: Gate = %v", err)
+	}
+}

@@ -150,7 +150,7 @@ func (lc *loadedConfig) path(p string) string {
 
 // gatePolicy is the scan gate from the config.
 func gatePolicy(lc *loadedConfig) (scan.Policy, error) {
-	p := scan.Policy{IgnoreUnfixed: lc.Scan.IgnoreUnfixed}
+	p := scan.Policy{IgnoreUnfixed: lc.Scan.IgnoreUnfixed, AllowUnjudged: lc.Scan.AllowUnjudged}
 	for _, s := range lc.Scan.Severity {
 		p.Severities = append(p.Severities, scan.Severity(s))
 	}
