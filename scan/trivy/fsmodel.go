@@ -213,7 +213,7 @@ func (m *fsModel) apply(li int, idx *layerIndex) (map[int]origin, error) {
 		case entryHardlink:
 			t, _ := m.resolve(e.Link, true)
 			if t == nil || t.kind != 'f' {
-				return nil, fmt.Errorf("hard link %s: target %s is not a regular file in the layers below or earlier in this one", e.Path, e.Link)
+				return nil, fmt.Errorf("hard link %s: target %s is not a regular file in the layers below or earlier in this one (a runtime cannot unpack this layer; fix the image)", e.Path, e.Link)
 			}
 			n = &fnode{kind: 'f', origin: t.origin, mode: t.mode, size: t.size}
 			links[i] = t.origin
