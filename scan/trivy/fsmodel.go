@@ -221,10 +221,8 @@ func (m *fsModel) apply(li int, idx *layerIndex) (map[int]origin, error) {
 		default:
 			n = &fnode{kind: 'o'}
 		}
-		if old != nil && old.kind == 'd' && n.kind != 'd' {
-			// A directory replaced by a non-directory loses its content.
-			m.naiveDelete(e.Path)
-		}
+		// A directory replaced by a non-directory loses its content; Trivy's
+		// merge does not know that (naive keeps it), corrections do.
 		parent.children[base] = n
 	}
 	return links, nil
@@ -275,9 +273,19 @@ func (m *fsModel) corrections(staticPaths []string) []correction {
 			have[p] = v
 		}
 	}
+	read := map[origin]bool{}
+	for _, h := range have {
+		read[h.origin] = true
+	}
 	var out []correction
 	for p, f := range want {
-		if h, ok := have[p]; !ok || h.origin != f.origin {
+		h, ok := have[p]
+		switch {
+		case ok && h.origin == f.origin:
+		case !ok && read[f.origin]:
+			// A symlink to a file Trivy reads at its own path already
+			// (Debian's etc/os-release → ../usr/lib/os-release).
+		default:
 			out = append(out, correction{path: p, origin: f.origin, mode: f.mode, size: f.size})
 		}
 	}
