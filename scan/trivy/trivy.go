@@ -548,7 +548,7 @@ func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_
 		}
 	}
 	if bin := slipwayBinary(img.config); bin != "" && !hasGoBuildInfo(detail.Applications, bin) {
-		cannot(scan.UnjudgedNoGoBuildInfo, fmt.Sprintf("the Go binary slipway built, /%s, has no readable module information (was it built with -buildinfo stripped or runtime.modinfo overridden?)", bin))
+		cannot(scan.UnjudgedNoGoBuildInfo, fmt.Sprintf("the Go binary slipway built, /%s, has no readable module information (runtime.modinfo overridden, or the binary rewritten after the build?)", bin))
 	}
 
 	target := types.ScanTarget{

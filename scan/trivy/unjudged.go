@@ -29,7 +29,7 @@ var versionlessFamilies = []ftypes.OSType{ftypes.Wolfi, ftypes.Chainguard, ftype
 func unsupportedRelease(ctx context.Context, os ftypes.OS, now time.Time) string {
 	d, err := ospkgDetector.NewDetector(types.ScanTarget{OS: os})
 	if err != nil {
-		return fmt.Sprintf("OS %s has no vulnerability detection in the scanner", os.String())
+		return "" // no driver for the family: the scan itself reports it
 	}
 	_, eosl, err := d.Detect(trivyclock.With(ctx, now))
 	if err != nil {

@@ -75,6 +75,7 @@ func TestScanCannotJudge(t *testing.T) {
 		{"debian 12", image(t, amd64, layer(t, debianFiles("amd64", vulnerableDebianPkgs)...)), nil},
 		{"package DB without an OS", image(t, amd64, layer(t, only(debian("12"), "var/lib/dpkg/status")...)), []string{scan.UnjudgedUnknownOS}},
 		{"debian 99", image(t, amd64, layer(t, debian("99")...)), []string{scan.UnjudgedUnsupportedOS}},
+		{"debian 10, past its end of life", image(t, amd64, layer(t, debian("10")...)), []string{scan.UnjudgedUnsupportedOS}},
 		{"debian without dpkg status", image(t, amd64, layer(t, without(debian("12"), "var/lib/dpkg/status")...)), []string{scan.UnjudgedNoPackageDB}},
 		{"slipway binary with build info", slipwayImage(t, "/app/hello", goOK), nil},
 		{"slipway binary without build info", slipwayImage(t, "/app/hello", stripped), []string{scan.UnjudgedNoGoBuildInfo}},
