@@ -18,7 +18,6 @@ import (
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"golang.org/x/sync/errgroup"
 )
 
 // viewVersion changes when the layer views change.
@@ -100,19 +99,23 @@ func (s *Scanner) newLayerView(ctx context.Context, img v1.Image, name string, b
 		v.sources = append(v.sources, sourceLayer{layer: budget.wrap(l), digest: d, diffID: cf.RootFS.DiffIDs[i]})
 	}
 	v.indexes = make([]*layerIndex, len(ls))
-	g, _ := errgroup.WithContext(ctx)
-	g.SetLimit(s.o.parallel)
+	errs := make([]error, len(ls))
+	sem := make(chan struct{}, s.o.parallel)
+	var wg sync.WaitGroup
 	for i, src := range v.sources {
-		g.Go(func() error {
-			idx, err := s.cache.layerIndex(sourceLayer{layer: indexBudget.wrap(ls[i]), digest: src.digest, diffID: src.diffID})
-			if err != nil {
-				return err
-			}
-			v.indexes[i] = idx
-			return nil
+		if err := ctx.Err(); err != nil {
+			errs[i] = err
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			defer recoverTo(&errs[i], src.digest)
+			v.indexes[i], errs[i] = s.cache.layerIndex(sourceLayer{layer: indexBudget.wrap(ls[i]), digest: src.digest, diffID: src.diffID})
 		})
 	}
-	if err := g.Wait(); err != nil {
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 
@@ -270,7 +273,10 @@ func (l *viewLayer) MediaType() (types.MediaType, error) { return types.OCIUncom
 func (l *viewLayer) Uncompressed() (io.ReadCloser, error) {
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(l.write(pw))
+		var err error
+		defer func() { pw.CloseWithError(err) }()
+		defer recoverTo(&err, l.id)
+		err = l.write(pw)
 	}()
 	return pr, nil
 }
@@ -449,4 +455,12 @@ func (v *layerView) extract(need []origin) (map[origin]fileContent, func(), erro
 		}
 	}
 	return out, cleanup, nil
+}
+
+// recoverTo turns a panic on hostile input, in a goroutine of the scan,
+// into an error naming the layer.
+func recoverTo(err *error, layer v1.Hash) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("layer %s: panic while reading: %v", layer, r)
+	}
 }
