@@ -230,6 +230,7 @@ func TestLoadPlainIgnoreFile(t *testing.T) {
 func TestWriteTable(t *testing.T) {
 	r := sampleReport()
 	r.Findings[0].Suppressed = &Suppression{Rule: "x"}
+	r.Unjudged = []Unjudged{{Reason: UnjudgedNoPackageDB, Platform: "linux/arm64", Detail: "OS debian 12 detected but no package database is visible"}}
 	var b bytes.Buffer
 	if err := WriteTable(&b, r); err != nil {
 		t.Fatal(err)
@@ -238,6 +239,7 @@ func TestWriteTable(t *testing.T) {
 	for _, want := range []string{
 		"SEVERITY", "PLATFORMS", "(CRITICAL)", "GHSA-high", "golang.org/x/text (app/server)", "v0.3.7", "0.3.8",
 		"linux/amd64,linux/arm64", "denial of service", "Total: 3 (CRITICAL: 0, HIGH: 2, MEDIUM: 0, LOW: 1, UNKNOWN: 0), suppressed: 1",
+		"Not judged [no-package-db]: linux/arm64: OS debian 12 detected but no package database is visible",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -248,6 +250,7 @@ func TestWriteTable(t *testing.T) {
 func TestWriteJSONRoundTrip(t *testing.T) {
 	r := sampleReport()
 	r.Findings[1].Suppressed = &Suppression{Rule: "f:CVE-unfixed", Statement: "s", ExpiresAt: t0}
+	r.Unjudged = []Unjudged{{Reason: UnjudgedDBFromFuture, Detail: "ahead"}}
 	var b bytes.Buffer
 	if err := Write(&b, r, FormatJSON); err != nil {
 		t.Fatal(err)
