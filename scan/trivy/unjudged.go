@@ -69,11 +69,18 @@ func slipwayBinary(cf *v1.ConfigFile) string {
 }
 
 // hasGoBuildInfo reports whether Trivy read Go module information from the
-// binary at bin.
+// binary at bin: its main module (slipway builds in module mode, so build
+// info without one had its module data removed, e.g. runtime.modinfo
+// overridden; only the Go version would be left to judge).
 func hasGoBuildInfo(apps []ftypes.Application, bin string) bool {
 	for _, a := range apps {
-		if a.Type == ftypes.GoBinary && strings.TrimLeft(a.FilePath, "/") == bin {
-			return true
+		if a.Type != ftypes.GoBinary || strings.TrimLeft(a.FilePath, "/") != bin {
+			continue
+		}
+		for _, p := range a.Packages {
+			if p.Relationship == ftypes.RelationshipRoot {
+				return true
+			}
 		}
 	}
 	return false

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -79,6 +83,7 @@ func TestScanCannotJudge(t *testing.T) {
 		{"debian without dpkg status", image(t, amd64, layer(t, without(debian("12"), "var/lib/dpkg/status")...)), []string{scan.UnjudgedNoPackageDB}},
 		{"slipway binary with build info", slipwayImage(t, "/app/hello", goOK), nil},
 		{"slipway binary without build info", slipwayImage(t, "/app/hello", stripped), []string{scan.UnjudgedNoGoBuildInfo}},
+		{"slipway binary with runtime.modinfo emptied", slipwayImage(t, "/app/hello", goBinaryLdflags(t, "vulnapp-fixed", "-X runtime.modinfo=")), []string{scan.UnjudgedNoGoBuildInfo}},
 		{"scratch with a foreign binary", image(t, amd64, layer(t, file{name: "app/x", mode: 0o755, data: []byte("\x7fELF not go")})), nil},
 	}
 	for _, tc := range cases {
@@ -122,4 +127,22 @@ func TestScanDBFromFuture(t *testing.T) {
 			t.Errorf("DB %s ahead: unjudged = %+v, want %v", tc.ahead, r.Unjudged, tc.want)
 		}
 	}
+}
+
+// goBinaryLdflags builds testdata/<app> as goBinary does, with extra ldflags.
+func goBinaryLdflags(t *testing.T, app, ldflags string) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "server")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w "+ldflags, "-o", out, ".")
+	cmd.Dir = filepath.Join(repoRoot, "testdata", app)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH,
+		"GOFLAGS=-mod=vendor", "GOPROXY=off", "GOTOOLCHAIN=local", "GOEXPERIMENT=", "GOWORK=off")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", app, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
