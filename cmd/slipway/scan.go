@@ -62,7 +62,9 @@ func newScanCmd(g *globalFlags) *cobra.Command {
 		Long: `Scans every platform of IMAGE with Trivy, as a library, without a Docker
 daemon. IMAGE is a registry reference (tag or digest) or oci:DIR[@sha256:…].
 The report lists every finding of every severity; only the gate (severity,
-ignore_unfixed, ignore file) decides the exit code: 3 when it fails.`,
+ignore_unfixed, ignore file) decides the exit code: 3 when it fails, 1 when
+part of the image cannot be judged ("cannot judge: …") and
+scan.allow_unjudged does not allow it.`,
 		Example: `  slipway scan oci:dist/oci@sha256:…
   slipway scan registry.example.com/team/hello:latest --format sarif --output hello.sarif
   slipway scan IMAGE --severity CRITICAL --ignore-file .trivyignore.yaml`,
