@@ -122,6 +122,10 @@ type ScanConfig struct {
 	MaxImageBytes int64 `yaml:"max_image_bytes" mapstructure:"max_image_bytes"`
 	// Reports are extra report files written on every scan.
 	Reports []ReportConfig `yaml:"reports" mapstructure:"reports"`
+	// AllowUnjudged lists what the gate lets through although the scanner
+	// could not judge it (default: nothing): unknown-os, unsupported-os,
+	// no-package-db, no-go-buildinfo, db-from-future (see scan.Unjudged*).
+	AllowUnjudged []string `yaml:"allow_unjudged" mapstructure:"allow_unjudged"`
 }
 
 // DBConfig locates Trivy's vulnerability database.

@@ -69,6 +69,8 @@ func TestValidate(t *testing.T) {
 		{"bad port", "targets:\n  - name: a\n    image: {ports: [99999]}\n", "image.ports[0]"},
 		{"bad severity", "scan: {severity: [SEVERE]}\n" + base, "scan.severity[0]"},
 		{"bad report", "scan: {reports: [{format: pdf, output: x}]}\n" + base, "scan.reports[0].format"},
+		{"allow_unjudged", "scan: {allow_unjudged: [no-package-db, db-from-future]}\n" + base, ""},
+		{"bad allow_unjudged", "scan: {allow_unjudged: [unknown-os, sometimes]}\n" + base, "scan.allow_unjudged[1]: unknown entry \"sometimes\""},
 		{"attest without key", "sign: {attestations: [sbom]}\n" + base, "sign.attestations"},
 		{"bad on_failure", "on_failure: maybe\n" + base, "on_failure"},
 		{"threshold > keys", "policy: {keys: [a.pub], threshold: 2}\n" + base, "policy.threshold"},

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/slipway-build/slipway/build"
+	"github.com/slipway-build/slipway/scan"
 )
 
 // Defaults applied by Validate.
@@ -160,6 +162,12 @@ func (c *Config) Validate(file string) error {
 		}
 		if r.Output == "" {
 			return bad(fmt.Sprintf("scan.reports[%d].output", i), "required")
+		}
+	}
+	c.Scan.AllowUnjudged = splitList(c.Scan.AllowUnjudged)
+	for i, a := range c.Scan.AllowUnjudged {
+		if !slices.Contains(scan.UnjudgedReasons, a) {
+			return bad(fmt.Sprintf("scan.allow_unjudged[%d]", i), "unknown entry %q (want %s)", a, strings.Join(scan.UnjudgedReasons, ", "))
 		}
 	}
 	c.Sign.Attestations = splitList(c.Sign.Attestations)

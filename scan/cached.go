@@ -56,7 +56,7 @@ func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, e
 	if err := cachedir.Ensure(c.dir); err != nil {
 		return nil, fmt.Errorf("report cache: %w", err)
 	}
-	sum := sha256.Sum256([]byte("slipway-report-v1\x00" + d.String() + "\x00" + dbID))
+	sum := sha256.Sum256([]byte("slipway-report-v2\x00" + d.String() + "\x00" + dbID))
 	path := filepath.Join(c.dir, hex.EncodeToString(sum[:])+".json")
 	if b, err := os.ReadFile(path); err == nil {
 		var r Report

@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,6 +18,35 @@ type Policy struct {
 	Ignore *IgnoreFile
 	// Now is the instant ignore rules expire against; zero means time.Now().
 	Now time.Time
+	// AllowUnjudged lists the Unjudged reasons that do not fail the gate
+	// (scan.allow_unjudged). Default: none; every Unjudged fails it.
+	AllowUnjudged []string
+}
+
+// CannotJudgeError is the error Gate returns when the report holds
+// Unjudged items whose reason the policy does not allow. It is an
+// operational failure (exit 1), not a policy violation.
+type CannotJudgeError struct {
+	Items []Unjudged
+}
+
+// Error starts with "cannot judge: " and names each item and how to accept
+// it.
+func (e *CannotJudgeError) Error() string {
+	var parts []string
+	var reasons []string
+	for _, u := range e.Items {
+		p := u.Detail
+		if u.Platform != "" {
+			p = u.Platform + ": " + p
+		}
+		parts = append(parts, p+" ["+u.Reason+"]")
+		if !slices.Contains(reasons, u.Reason) {
+			reasons = append(reasons, u.Reason)
+		}
+	}
+	return fmt.Sprintf("cannot judge: %s; fix the image, or accept this by adding %s to scan.allow_unjudged",
+		strings.Join(parts, "; "), strings.Join(reasons, ", "))
 }
 
 // PolicyViolation is the error Gate returns when findings fail the policy.
@@ -48,9 +78,11 @@ func (v *PolicyViolation) Error() string {
 }
 
 // Gate applies p to r and returns a *PolicyViolation listing the findings
-// that fail it, or nil. When p.Ignore is set, Gate first applies it to r
-// (see IgnoreFile.Apply), so a report written afterwards shows which findings
-// were suppressed and why. Every finding stays in r whatever its severity.
+// that fail it, a *CannotJudgeError listing what the scanner could not
+// judge and p does not allow (joined with the violation if both), or nil.
+// When p.Ignore is set, Gate first applies it to r (see IgnoreFile.Apply),
+// so a report written afterwards shows which findings were suppressed and
+// why. Every finding stays in r whatever its severity.
 func Gate(r *Report, p Policy) error {
 	if r == nil {
 		return fmt.Errorf("gate: no report")
@@ -73,6 +105,15 @@ func Gate(r *Report, p Policy) error {
 	if p.Ignore != nil {
 		p.Ignore.Apply(r, now)
 	}
+	var cj *CannotJudgeError
+	for _, u := range r.Unjudged {
+		if !slices.Contains(p.AllowUnjudged, u.Reason) {
+			if cj == nil {
+				cj = &CannotJudgeError{}
+			}
+			cj.Items = append(cj.Items, u)
+		}
+	}
 	v := &PolicyViolation{Counts: make(map[Severity]int)}
 	for _, f := range r.Findings {
 		switch {
@@ -84,8 +125,13 @@ func Gate(r *Report, p Policy) error {
 			v.Findings = append(v.Findings, f)
 		}
 	}
-	if len(v.Findings) == 0 {
-		return nil
+	switch {
+	case cj != nil && len(v.Findings) > 0:
+		return errors.Join(cj, v)
+	case cj != nil:
+		return cj
+	case len(v.Findings) > 0:
+		return v
 	}
-	return v
+	return nil
 }

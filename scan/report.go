@@ -87,6 +87,15 @@ func WriteTable(w io.Writer, r *Report) error {
 	if err != nil {
 		return fmt.Errorf("writing table report: %w", err)
 	}
+	for _, u := range r.Unjudged {
+		where := ""
+		if u.Platform != "" {
+			where = u.Platform + ": "
+		}
+		if _, err := fmt.Fprintf(w, "Not judged [%s]: %s%s\n", u.Reason, where, u.Detail); err != nil {
+			return fmt.Errorf("writing table report: %w", err)
+		}
+	}
 	return nil
 }
 

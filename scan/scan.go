@@ -40,7 +40,46 @@ type Report struct {
 	// Findings holds every finding, deduplicated by vulnerability id, package
 	// and installed version, sorted by severity (worst first) then id.
 	Findings []Finding `json:"findings"`
+	// Unjudged lists what the scanner could not judge (see Unjudged); the
+	// gate fails on each unless its reason is allowed.
+	Unjudged []Unjudged `json:"unjudged,omitempty"`
 }
+
+// Unjudged is a part of the image, or a condition of the scan, that the
+// scanner could not judge: no findings there does not mean no
+// vulnerabilities there.
+type Unjudged struct {
+	// Reason is one of UnjudgedReasons.
+	Reason string `json:"reason"`
+	// Platform is the platform concerned; empty for the whole scan.
+	Platform string `json:"platform,omitempty"`
+	// Detail says what was seen.
+	Detail string `json:"detail"`
+}
+
+// Reasons for Unjudged; scan.allow_unjudged names them.
+const (
+	// UnjudgedUnknownOS: an OS package database is present but the OS
+	// (family or release file) is not recognised.
+	UnjudgedUnknownOS = "unknown-os"
+	// UnjudgedUnsupportedOS: the OS is recognised but its release is not
+	// one the scanner has advisories for (unknown or end-of-life release,
+	// or a family without OS package detection).
+	UnjudgedUnsupportedOS = "unsupported-os"
+	// UnjudgedNoPackageDB: an OS is detected but no package database is
+	// visible (removed, or in a place the scanner does not read).
+	UnjudgedNoPackageDB = "no-package-db"
+	// UnjudgedNoGoBuildInfo: the Go binary slipway built has no readable
+	// module information, so its dependencies cannot be checked.
+	UnjudgedNoGoBuildInfo = "no-go-buildinfo"
+	// UnjudgedDBFromFuture: the vulnerability DB's UpdatedAt is more than
+	// an hour ahead of the clock (a wrong clock or a forged DB).
+	UnjudgedDBFromFuture = "db-from-future"
+)
+
+// UnjudgedReasons are the valid Unjudged reasons.
+var UnjudgedReasons = []string{UnjudgedUnknownOS, UnjudgedUnsupportedOS, UnjudgedNoPackageDB,
+	UnjudgedNoGoBuildInfo, UnjudgedDBFromFuture}
 
 // ScannerInfo identifies the scanner.
 type ScannerInfo struct {

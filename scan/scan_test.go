@@ -230,6 +230,7 @@ func TestLoadPlainIgnoreFile(t *testing.T) {
 func TestWriteTable(t *testing.T) {
 	r := sampleReport()
 	r.Findings[0].Suppressed = &Suppression{Rule: "x"}
+	r.Unjudged = []Unjudged{{Reason: UnjudgedNoPackageDB, Platform: "linux/arm64", Detail: "OS debian 12 detected but no package database is visible"}}
 	var b bytes.Buffer
 	if err := WriteTable(&b, r); err != nil {
 		t.Fatal(err)
@@ -238,6 +239,7 @@ func TestWriteTable(t *testing.T) {
 	for _, want := range []string{
 		"SEVERITY", "PLATFORMS", "(CRITICAL)", "GHSA-high", "golang.org/x/text (app/server)", "v0.3.7", "0.3.8",
 		"linux/amd64,linux/arm64", "denial of service", "Total: 3 (CRITICAL: 0, HIGH: 2, MEDIUM: 0, LOW: 1, UNKNOWN: 0), suppressed: 1",
+		"Not judged [no-package-db]: linux/arm64: OS debian 12 detected but no package database is visible",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -248,6 +250,7 @@ func TestWriteTable(t *testing.T) {
 func TestWriteJSONRoundTrip(t *testing.T) {
 	r := sampleReport()
 	r.Findings[1].Suppressed = &Suppression{Rule: "f:CVE-unfixed", Statement: "s", ExpiresAt: t0}
+	r.Unjudged = []Unjudged{{Reason: UnjudgedDBFromFuture, Detail: "ahead"}}
 	var b bytes.Buffer
 	if err := Write(&b, r, FormatJSON); err != nil {
 		t.Fatal(err)
@@ -397,4 +400,39 @@ func find(t *testing.T, r *Report, id string) *Finding {
 	}
 	t.Fatalf("no finding %s", id)
 	return nil
+}
+
+// Cannot judge = cannot pass: every Unjudged fails the gate (not as a
+// policy violation) unless its reason is allowed.
+func TestGateCannotJudge(t *testing.T) {
+	clean := func() *Report {
+		return &Report{Findings: []Finding{}, Unjudged: []Unjudged{
+			{Reason: UnjudgedUnsupportedOS, Platform: "linux/amd64", Detail: "OS debian 99 is a release the scanner does not know"},
+			{Reason: UnjudgedDBFromFuture, Detail: "the vulnerability DB was updated 3h ahead"},
+		}}
+	}
+	err := Gate(clean(), Policy{})
+	var cj *CannotJudgeError
+	var pv *PolicyViolation
+	if !errors.As(err, &cj) || errors.As(err, &pv) || len(cj.Items) != 2 {
+		t.Fatalf("Gate = %v, want a *CannotJudgeError with 2 items and no violation", err)
+	}
+	if msg := err.Error(); !strings.HasPrefix(msg, "cannot judge: linux/amd64: OS debian 99") ||
+		!strings.Contains(msg, "unsupported-os, db-from-future to scan.allow_unjudged") {
+		t.Errorf("message = %q", msg)
+	}
+	if err := Gate(clean(), Policy{AllowUnjudged: []string{UnjudgedUnsupportedOS}}); !errors.As(err, &cj) || len(cj.Items) != 1 || cj.Items[0].Reason != UnjudgedDBFromFuture {
+		t.Errorf("one allowed: Gate = %v", err)
+	}
+	if err := Gate(clean(), Policy{AllowUnjudged: []string{UnjudgedUnsupportedOS, UnjudgedDBFromFuture}}); err != nil {
+		t.Errorf("all allowed: Gate = %v", err)
+	}
+	// With findings as well, both are reported and it is not only a
+	// policy violation (exit 1, not 3).
+	r := sampleReport()
+	r.Unjudged = clean().Unjudged
+	err = Gate(r, Policy{})
+	if !errors.As(err, &cj) || !errors.As(err, &pv) || !strings.HasPrefix(err.Error(), "cannot judge: ") {
+		t.Errorf("findings and unjudged: Gate = %v", err)
+	}
 }

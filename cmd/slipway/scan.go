@@ -62,7 +62,9 @@ func newScanCmd(g *globalFlags) *cobra.Command {
 		Long: `Scans every platform of IMAGE with Trivy, as a library, without a Docker
 daemon. IMAGE is a registry reference (tag or digest) or oci:DIR[@sha256:…].
 The report lists every finding of every severity; only the gate (severity,
-ignore_unfixed, ignore file) decides the exit code: 3 when it fails.`,
+ignore_unfixed, ignore file) decides the exit code: 3 when it fails, 1 when
+part of the image cannot be judged ("cannot judge: …") and
+scan.allow_unjudged does not allow it.`,
 		Example: `  slipway scan oci:dist/oci@sha256:…
   slipway scan registry.example.com/team/hello:latest --format sarif --output hello.sarif
   slipway scan IMAGE --severity CRITICAL --ignore-file .trivyignore.yaml`,
@@ -150,7 +152,7 @@ func (lc *loadedConfig) path(p string) string {
 
 // gatePolicy is the scan gate from the config.
 func gatePolicy(lc *loadedConfig) (scan.Policy, error) {
-	p := scan.Policy{IgnoreUnfixed: lc.Scan.IgnoreUnfixed}
+	p := scan.Policy{IgnoreUnfixed: lc.Scan.IgnoreUnfixed, AllowUnjudged: lc.Scan.AllowUnjudged}
 	for _, s := range lc.Scan.Severity {
 		p.Severities = append(p.Severities, scan.Severity(s))
 	}

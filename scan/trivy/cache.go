@@ -23,21 +23,25 @@ import (
 // cache dir would block. Here readers never lock: rename is atomic, so a
 // reader sees either no file or a complete one, and two writers of the same
 // key write the same analysis, so whichever rename lands last is as good as
-// the other. Keys embed the layer diff ID and the versions of every enabled
+// the other. Keys embed the view layer ID (see layerView.viewID: layer
+// digests and diff_ids slipway verified) and the versions of every enabled
 // analyzer and handler (Trivy's cache.CalcKey), so a file is never updated
-// in place.
+// in place. Layer indexes (see layerIndex) are kept beside them.
 type layerCache struct {
 	dir string
 }
 
 var _ cache.Cache = (*layerCache)(nil)
 
-// cacheLayoutVersion names the directory layout under the cache dir.
-const cacheLayoutVersion = "trivy-json-v1"
+// cacheLayoutVersion names the directory layout under the cache dir. v2:
+// blob keys are derived from the scan view's layer IDs (verified digests),
+// never from a diff_id an image config claims, so v1 entries, which were,
+// are never read.
+const cacheLayoutVersion = "trivy-json-v2"
 
 func newLayerCache(dir string) (*layerCache, error) {
 	c := &layerCache{dir: filepath.Join(dir, cacheLayoutVersion)}
-	for _, d := range []string{dir, c.dir, filepath.Join(c.dir, "blob"), filepath.Join(c.dir, "artifact")} {
+	for _, d := range []string{dir, c.dir, filepath.Join(c.dir, "blob"), filepath.Join(c.dir, "artifact"), filepath.Join(c.dir, "index")} {
 		if err := cachedir.Ensure(d); err != nil {
 			return nil, fmt.Errorf("scan cache: %w", err)
 		}
@@ -161,4 +165,23 @@ func (c *layerCache) Clear(context.Context) error {
 	}
 	_, err := newLayerCache(filepath.Dir(c.dir))
 	return err
+}
+
+// layerIndex returns the index of a layer, from the cache or by reading
+// (and verifying) the layer. Entries are keyed by the layer's digest and
+// diff_id together and written only once both were verified.
+func (c *layerCache) layerIndex(s sourceLayer) (*layerIndex, error) {
+	key := indexKey(s)
+	var idx layerIndex
+	if err := c.get("index", key, &idx); err == nil && idx.Version == layerIndexVersion {
+		return &idx, nil
+	}
+	read, err := readIndex(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.put("index", key, read); err != nil {
+		return nil, err
+	}
+	return read, nil
 }

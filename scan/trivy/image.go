@@ -7,70 +7,8 @@ import (
 	"reflect"
 	"sync/atomic"
 
-	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
-
-// memImage presents a ggcr image, however it is backed (memory, OCI
-// layout, lazily fetched), as Trivy's image type. Trivy reads layers
-// through v1.Image, so nothing is written to disk or pulled. Every layer
-// it hands out decompresses through the limits of budget.
-type memImage struct {
-	v1.Image
-	name   string
-	budget *decompressBudget
-}
-
-var _ ftypes.Image = (*memImage)(nil)
-
-// Name is what Trivy shows as the artifact name.
-func (m *memImage) Name() string { return m.name }
-
-// ID is the image ID: the config digest, as Docker and Trivy define it.
-func (m *memImage) ID() (string, error) {
-	h, err := m.ConfigName()
-	if err != nil {
-		return "", fmt.Errorf("config digest: %w", err)
-	}
-	return h.String(), nil
-}
-
-// RepoTags is empty: a locally assembled image has no tags yet.
-func (m *memImage) RepoTags() []string { return nil }
-
-// RepoDigests is empty: a locally assembled image is not in a repository.
-func (m *memImage) RepoDigests() []string { return nil }
-
-// Layers implements v1.Image with capped layers.
-func (m *memImage) Layers() ([]v1.Layer, error) {
-	ls, err := m.Image.Layers()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]v1.Layer, len(ls))
-	for i, l := range ls {
-		out[i] = m.budget.wrap(l)
-	}
-	return out, nil
-}
-
-// LayerByDigest implements v1.Image with a capped layer.
-func (m *memImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
-	l, err := m.Image.LayerByDigest(h)
-	if err != nil {
-		return nil, err
-	}
-	return m.budget.wrap(l), nil
-}
-
-// LayerByDiffID implements v1.Image with a capped layer.
-func (m *memImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
-	l, err := m.Image.LayerByDiffID(h)
-	if err != nil {
-		return nil, err
-	}
-	return m.budget.wrap(l), nil
-}
 
 // ErrTooLarge is wrapped by the error a scan returns when a layer, or the
 // layers of one image together, decompress to more bytes than allowed.

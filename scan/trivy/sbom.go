@@ -51,7 +51,7 @@ func (s *Scanner) SBOM(ctx context.Context, idx v1.ImageIndex, format string) ([
 		ArtifactType:  ftypes.TypeContainerImage,
 	}
 	for _, pi := range imgs {
-		results, osFound, err := s.analyze(ctx, pi, false)
+		results, osFound, _, err := s.analyze(ctx, pi, false)
 		if err != nil {
 			return nil, fmt.Errorf("analysing %s: %w", pi.platform, err)
 		}

@@ -56,6 +56,10 @@ import (
 // TrivyModule is the module path whose version the reports name.
 const TrivyModule = "github.com/aquasecurity/trivy"
 
+// maxDBClockSkew is how far ahead of the clock a DB's UpdatedAt may be
+// before the scan cannot judge with it.
+const maxDBClockSkew = time.Hour
+
 // DefaultMaxAge is the default maximum age of the vulnerability DB.
 const DefaultMaxAge = 168 * time.Hour
 
@@ -350,13 +354,19 @@ func (s *Scanner) scan(ctx context.Context, subject string, imgs []platformImage
 		StartedAt: started,
 		Findings:  []scan.Finding{},
 	}
+	if ahead := st.UpdatedAt.Sub(started); ahead > maxDBClockSkew {
+		r.Unjudged = append(r.Unjudged, scan.Unjudged{Reason: scan.UnjudgedDBFromFuture,
+			Detail: fmt.Sprintf("the vulnerability DB was updated at %s, %s ahead of this machine's clock (check the clock, or pull the DB again from a trusted repository)",
+				st.UpdatedAt.UTC().Format(time.RFC3339), ahead.Round(time.Minute))})
+	}
 	merged := map[findingKey]int{}
 	for _, pi := range imgs {
 		t0 := time.Now()
-		results, _, err := s.analyze(ctx, pi, true)
+		results, _, unjudged, err := s.analyze(ctx, pi, true)
 		if err != nil {
 			return nil, fmt.Errorf("scanning %s: %w", pi.platform, err)
 		}
+		r.Unjudged = append(r.Unjudged, unjudged...)
 		n := 0
 		for _, res := range results {
 			for _, v := range res.Vulnerabilities {
@@ -491,7 +501,7 @@ var scanOptions = types.ScanOptions{
 // and, when detect is set, its vulnerability detectors. It is the part of
 // Trivy's local scan service (pkg/scan/local) slipway needs, assembled here
 // so that package's analyzer/all import stays out of the binary.
-func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_ types.Results, _ ftypes.OS, err error) {
+func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_ types.Results, _ ftypes.OS, unjudged []scan.Unjudged, err error) {
 	// Hostile input must end in an error, not a crash, wherever Trivy runs
 	// it on this goroutine.
 	defer func() {
@@ -500,29 +510,45 @@ func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_
 			err = fmt.Errorf("analysing %s: trivy panicked: %v", pi.platform, r)
 		}
 	}()
-	img := &memImage{Image: pi.img, name: pi.digest, budget: newBudget(s.o.maxLayerBytes, s.o.maxImageBytes)}
+	img, err := s.newLayerView(ctx, pi.img, pi.digest, newBudget(s.o.maxLayerBytes, s.o.maxImageBytes))
+	if err != nil {
+		return nil, ftypes.OS{}, nil, fmt.Errorf("reading layers: %w", err)
+	}
 	art, err := artimage.NewArtifact(img, s.cache, s.artifactOption())
 	if err != nil {
-		return nil, ftypes.OS{}, fmt.Errorf("preparing analysis: %w", err)
+		return nil, ftypes.OS{}, nil, fmt.Errorf("preparing analysis: %w", err)
 	}
 	ref, err := art.Inspect(ctx)
 	if err != nil {
-		return nil, ftypes.OS{}, fmt.Errorf("analysing layers: %w", err)
+		return nil, ftypes.OS{}, nil, fmt.Errorf("analysing layers: %w", err)
 	}
 	defer art.Clean(ref)
 
 	detail, err := applier.NewApplier(s.cache).ApplyLayers(ctx, ref.ID, ref.BlobIDs)
+	cannot := func(reason, detail string) {
+		unjudged = append(unjudged, scan.Unjudged{Reason: reason, Platform: pi.platform, Detail: detail})
+	}
 	switch {
 	case errors.Is(err, analyzer.ErrUnknownOS):
 		// Go binaries on scratch/distroless-static: no OS, only libraries.
 		if detail.Repository != nil {
 			detail.OS = ftypes.OS{Family: detail.Repository.Family, Name: detail.Repository.Release}
 		}
+		if !detail.OS.Detected() && len(detail.Packages) > 0 {
+			cannot(scan.UnjudgedUnknownOS, fmt.Sprintf("an OS package database lists %d packages but the OS is not recognised (no known release file)", len(detail.Packages)))
+		}
 	case errors.Is(err, analyzer.ErrNoPkgsDetected):
-		s.o.log.Warn("OS detected but no OS packages; the package database may have been removed",
-			"platform", pi.platform, "os", detail.OS.String())
+		cannot(scan.UnjudgedNoPackageDB, fmt.Sprintf("OS %s detected but no package database is visible (removed, or where the scanner does not look)", detail.OS.String()))
 	case err != nil:
-		return nil, ftypes.OS{}, fmt.Errorf("merging layers: %w", err)
+		return nil, ftypes.OS{}, nil, fmt.Errorf("merging layers: %w", err)
+	}
+	if detect && detail.OS.Detected() && len(detail.Packages) > 0 {
+		if why := unsupportedRelease(ctx, detail.OS, s.o.now()); why != "" {
+			cannot(scan.UnjudgedUnsupportedOS, why)
+		}
+	}
+	if bin := slipwayBinary(img.config); bin != "" && !hasGoBuildInfo(detail.Applications, bin) {
+		cannot(scan.UnjudgedNoGoBuildInfo, fmt.Sprintf("the Go binary slipway built, /%s, has no readable module information (runtime.modinfo overridden, or the binary rewritten after the build?)", bin))
 	}
 
 	target := types.ScanTarget{
@@ -540,15 +566,17 @@ func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_
 	osRes, _, err := ospkg.NewScanner().Scan(ctx, target, opts)
 	switch {
 	case errors.Is(err, ospkgDetector.ErrUnsupportedOS):
-		s.o.log.Warn("OS not supported for vulnerability detection", "platform", pi.platform, "os", detail.OS.String())
+		if len(detail.Packages) > 0 {
+			cannot(scan.UnjudgedUnsupportedOS, fmt.Sprintf("OS %s has no vulnerability detection in the scanner", detail.OS.String()))
+		}
 	case err != nil:
-		return nil, ftypes.OS{}, fmt.Errorf("scanning OS packages: %w", err)
+		return nil, ftypes.OS{}, nil, fmt.Errorf("scanning OS packages: %w", err)
 	case osRes.Target != "":
 		results = append(results, osRes)
 	}
 	langRes, err := langpkg.NewScanner().Scan(ctx, target, opts)
 	if err != nil {
-		return nil, ftypes.OS{}, fmt.Errorf("scanning application packages: %w", err)
+		return nil, ftypes.OS{}, nil, fmt.Errorf("scanning application packages: %w", err)
 	}
 	results = append(results, langRes...)
 	if detect {
@@ -557,5 +585,5 @@ func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_
 			vc.FillInfo(results[i].Vulnerabilities, opts.VulnSeveritySources)
 		}
 	}
-	return results, detail.OS, nil
+	return results, detail.OS, unjudged, nil
 }
