@@ -361,11 +361,11 @@ func TestBadInput(t *testing.T) {
 		{"unreachable registry", strings.Replace(good, reg.Host, fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), 1), nil, 1, "connection refused"},
 		{"unreachable base", strings.Replace(good, "base: scratch", fmt.Sprintf("base: 127.0.0.1:%d/base:1", testutil.FreePort(t)), 1), nil, 1, "base"},
 		// Issue 9 items 8 and 9: refused before anything is built or written.
-		{"library main", strings.Replace(good, "./cmd/worker", "./lib", 1), nil, 2, "slipway.yaml: targets[1].main: ./lib is package lib"},
-		{"cgo env", strings.Replace(good, "    main: ./cmd/worker\n", "    main: ./cmd/worker\n    env: [CGO_ENABLED=1]\n", 1), nil, 2, "slipway.yaml: targets[1].env[0]: CGO_ENABLED"},
-		{"toolexec flag", strings.Replace(good, "    main: ./cmd/worker\n", "    main: ./cmd/worker\n    flags: [--toolexec=/bin/true]\n", 1), nil, 2, "slipway.yaml: targets[1].flags[0]"},
+		{"library main", strings.Replace(good, "./cmd/worker", "./lib", 1), nil, 2, "slipway.yaml:15: targets[1].main: ./lib is package lib"},
+		{"cgo env", strings.Replace(good, "    main: ./cmd/worker\n", "    main: ./cmd/worker\n    env: [CGO_ENABLED=1]\n", 1), nil, 2, "slipway.yaml:16: targets[1].env[0]: CGO_ENABLED"},
+		{"toolexec flag", strings.Replace(good, "    main: ./cmd/worker\n", "    main: ./cmd/worker\n    flags: [--toolexec=/bin/true]\n", 1), nil, 2, "slipway.yaml:16: targets[1].flags[0]"},
 		{"windows platform", strings.Replace(good, "linux/arm64", "windows/amd64", 1), nil, 2, "Linux images only"},
-		{"secret in template", strings.Replace(good, "{{.Env.APP_VERSION}}", "{{.Env.COSIGN_PASSWORD}}", 1), nil, 2, "slipway.yaml: targets[0].ldflags: template \"-X main.version={{.Env.COSIGN_PASSWORD}}\" reads COSIGN_PASSWORD, which holds a credential"},
+		{"secret in template", strings.Replace(good, "{{.Env.APP_VERSION}}", "{{.Env.COSIGN_PASSWORD}}", 1), nil, 2, "slipway.yaml:7: targets[0].ldflags: template \"-X main.version={{.Env.COSIGN_PASSWORD}}\" reads COSIGN_PASSWORD, which holds a credential"},
 	}
 	writeFile(t, app, "lib/lib.go", "package lib\n")
 	for _, c := range cases {
