@@ -234,11 +234,24 @@ func (p *Proxy) Reset() {
 	p.mu.Unlock()
 }
 
-// Requests returns the log, in arrival order.
+// settleTimeout bounds how long Requests waits for requests in flight.
+const settleTimeout = 5 * time.Second
+
+// Requests returns the log, in arrival order. A request is logged when the
+// proxy has finished answering it, which can be after the client gave up
+// (slipway stops reading an oversized body and exits while the proxy still
+// writes it): Requests first waits, up to 5 s, for the requests in flight.
 func (p *Proxy) Requests() []Request {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]Request(nil), p.reqs...)
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		p.mu.Lock()
+		if p.inflight == 0 || time.Now().After(deadline) {
+			defer p.mu.Unlock()
+			return append([]Request(nil), p.reqs...)
+		}
+		p.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // MaxInFlight is the largest number of requests the proxy was serving at

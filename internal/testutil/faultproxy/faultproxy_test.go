@@ -1,6 +1,7 @@
 package faultproxy
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -184,5 +185,24 @@ func TestWithAddr(t *testing.T) {
 	}
 	if _, body, err := get(t, "GET", p.URL+"/v2/a/blobs/x"); err != nil || body != "0123456789" {
 		t.Fatalf("%q %v", body, err)
+	}
+}
+
+// TestRequestsWaitsForAbortedResponses: a client that stops reading a big
+// response and goes away must still find its request in the log (the
+// e2e flake of TestOversizedResponses/50_MiB_base_manifest).
+func TestRequestsWaitsForAbortedResponses(t *testing.T) {
+	backend := httptest.NewServer(http.NotFoundHandler())
+	defer backend.Close()
+	p := Start(t, backend.URL)
+	p.Add(&Rule{Class: ManifestGet, Action: Body("huge", bytes.Repeat([]byte(" "), 64<<20), nil)})
+	resp, err := http.Get(p.URL + "/v2/x/manifests/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.CopyN(io.Discard, resp.Body, 1<<20)
+	resp.Body.Close() // gives up after 1 MiB, as a size-limited client does
+	if got := p.Faults()[ManifestGet]["huge"]; got != 1 {
+		t.Fatalf("faults = %v, want the aborted request logged\n%s", p.Faults(), p)
 	}
 }
