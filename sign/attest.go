@@ -89,10 +89,12 @@ type Provenance struct {
 	// BaseImages are the resolved base images (one per platform, or the
 	// base index), recorded as resolved dependencies named BaseImageDependency.
 	BaseImages []BaseImage
-	// GoVersion, LDFlags and Timings are recorded as internal parameters.
-	GoVersion string
-	LDFlags   string
-	Timings   map[string]time.Duration
+	// GoVersion, LDFlags, BuildFlags (the other go build flags, as
+	// "-name=value") and Timings are recorded as internal parameters.
+	GoVersion  string
+	LDFlags    string
+	BuildFlags []string
+	Timings    map[string]time.Duration
 	// InvocationID identifies this build run (optional).
 	InvocationID string
 	// StartedOn and FinishedOn bound the build (optional).
@@ -272,6 +274,13 @@ func provenancePredicate(p *Provenance) (*structpb.Struct, error) {
 	}
 	if p.LDFlags != "" {
 		internal["ldflags"] = p.LDFlags
+	}
+	if len(p.BuildFlags) > 0 {
+		flags := make([]any, len(p.BuildFlags))
+		for i, f := range p.BuildFlags {
+			flags[i] = f
+		}
+		internal["buildFlags"] = flags
 	}
 	if p.Source != nil {
 		internal["dirty"] = p.Source.Dirty

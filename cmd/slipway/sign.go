@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,6 +21,7 @@ import (
 	"github.com/slipway-build/slipway/scan"
 	"github.com/slipway-build/slipway/scan/trivy"
 	"github.com/slipway-build/slipway/sign"
+	"github.com/slipway-build/slipway/sign/stage"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -76,24 +75,9 @@ func loadKey(ctx context.Context, lc *loadedConfig) (*sign.PrivateKey, error) {
 	return k, nil
 }
 
-// signerStage is the pipeline's signing stage: signatures over the index
-// and every platform manifest, and the configured attestations.
-type signerStage struct {
-	keyed     *sign.Keyed
-	lc        *loadedConfig
-	attest    map[string]bool
-	sboms     *trivy.Scanner
-	ropts     []remote.Option
-	goVersion func() string
-}
-
 // newSigner makes the signing stage from the sign config.
 func newSigner(ctx context.Context, lc *loadedConfig, log *slog.Logger) (pipeline.Signer, error) {
 	key, err := loadKey(ctx, lc)
-	if err != nil {
-		return nil, err
-	}
-	keyed, err := sign.NewKeyed(key, sign.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
@@ -101,171 +85,27 @@ func newSigner(ctx context.Context, lc *loadedConfig, log *slog.Logger) (pipelin
 	if err != nil {
 		return nil, err
 	}
-	s := &signerStage{keyed: keyed, lc: lc, attest: map[string]bool{}, ropts: ropts, goVersion: sync.OnceValue(goVersion)}
-	for _, a := range lc.Sign.Attestations {
-		s.attest[a] = true
+	opts := []stage.Option{
+		stage.WithAttestations(lc.Sign.Attestations...),
+		stage.WithRepository(lc.Repository),
+		stage.WithTargets(lc.Targets),
+		stage.WithBuilderVersion(version),
+		stage.WithRemoteOptions(ropts...),
+		stage.WithLogger(log),
 	}
-	if s.attest["sbom"] {
-		if s.sboms, err = newScanner(lc, true, log); err != nil {
+	if slices.Contains(lc.Sign.Attestations, sign.KindSBOM) {
+		sboms, err := newScanner(lc, true, log)
+		if err != nil {
 			return nil, err
 		}
-	}
-	return s, nil
-}
-
-func goVersion() string {
-	out, err := exec.Command("go", "env", "GOVERSION").Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// signingRepo is the repository named in signed payloads: the job's, or
-// for layout output the configured repository, else slipway.local.
-func signingRepo(lc *loadedConfig, j pipeline.Job) (name.Repository, error) {
-	if j.Repository.RepositoryStr() != "" {
-		return j.Repository, nil
-	}
-	prefix := lc.Repository
-	if prefix == "" {
-		prefix = "slipway.local"
-	}
-	return name.NewRepository(strings.TrimSuffix(prefix, "/") + "/" + j.Target.Name)
-}
-
-// Sign implements pipeline.Signer.
-func (s *signerStage) Sign(ctx context.Context, j pipeline.Job, res *build.Result, report *scan.Report) (pipeline.Signatures, error) {
-	repo, err := signingRepo(s.lc, j)
-	if err != nil {
-		return nil, err
-	}
-	opts := []sign.SignOption{sign.WithAnnotations(j.SignAnnotations)}
-	if s.attest["vuln"] {
-		if report == nil {
-			return nil, errors.New("the vuln attestation needs a scan (enable the scan)")
-		}
-		opts = append(opts, sign.WithVulnReport(report))
-	}
-	if s.attest["sbom"] {
-		doc, err := s.sbom(ctx, res)
+		dir, err := lc.cacheDir("sbom")
 		if err != nil {
-			return nil, fmt.Errorf("making SBOM: %w", err)
+			return nil, err
 		}
-		f := sign.SPDXJSON
-		if s.lc.Sign.SBOMFormat == trivy.FormatCycloneDX {
-			f = sign.CycloneDXJSON
-		}
-		opts = append(opts, sign.WithSBOM(sign.SBOM{Format: f, Document: doc}))
+		opts = append(opts, stage.WithSBOMs(sboms, lc.Sign.SBOMFormat), stage.WithSBOMCache(dir, trivy.TrivyVersion()))
 	}
-	if s.attest["provenance"] {
-		opts = append(opts, sign.WithProvenance(s.provenance(j, res)))
-	}
-	sigs, err := s.keyed.Sign(ctx, res.Index, repo, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return &signatures{sigs: sigs, ropts: s.ropts}, nil
+	return stage.New(key, opts...)
 }
-
-// sbom makes the SBOM of res, or reads the one made for the same index
-// digest, format and scanner before: SBOMs carry a creation time and a
-// random namespace, and an unchanged image should keep its attestation.
-func (s *signerStage) sbom(ctx context.Context, res *build.Result) ([]byte, error) {
-	dir, err := s.lc.cacheDir("sbom")
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, strings.ReplaceAll(res.Digest.String(), ":", "-")+"."+s.lc.Sign.SBOMFormat+"."+trivy.TrivyVersion()+".json")
-	if b, err := os.ReadFile(path); err == nil && json.Valid(b) {
-		return b, nil
-	}
-	doc, err := s.sboms.SBOM(ctx, res.Index, s.lc.Sign.SBOMFormat)
-	if err != nil {
-		return nil, err
-	}
-	_ = writeFileAtomic(path, func(w io.Writer) error { _, err := w.Write(doc); return err })
-	return doc, nil
-}
-
-// provenance describes how res was built, for the SLSA attestation.
-func (s *signerStage) provenance(j pipeline.Job, res *build.Result) sign.Provenance {
-	var cfgTarget pipeline.Target
-	for _, t := range s.lc.Targets {
-		if t.Name == j.Target.Name {
-			cfgTarget = t
-		}
-	}
-	// The build environment can carry credentials (GOPRIVATE tokens,
-	// GOPROXY with a password): provenance records variable names only.
-	env := make([]string, len(cfgTarget.Env))
-	for i, kv := range cfgTarget.Env {
-		k, _, _ := strings.Cut(kv, "=")
-		env[i] = k
-	}
-	cfgTarget.Env = env
-	platforms := make([]string, len(j.Target.Platforms))
-	for i, p := range j.Target.Platforms {
-		platforms[i] = build.PlatformString(p)
-	}
-	p := sign.Provenance{
-		BuilderID: "https://github.com/slipway-build/slipway@" + version,
-		BuildType: "https://github.com/slipway-build/slipway/build-types/go-image/v1",
-		ExternalParameters: map[string]any{
-			"target":    cfgTarget,
-			"platforms": platforms,
-			"base":      j.BaseRef,
-			"tags":      j.Tags,
-		},
-		GoVersion: s.goVersion(),
-		LDFlags:   strings.Join(append([]string{"-s", "-w"}, j.Target.Ldflags...), " "),
-	}
-	if j.Git.Commit != "" {
-		uri := j.Git.Remote
-		if uri != "" && !strings.HasPrefix(uri, "git+") {
-			uri = "git+" + uri
-		}
-		p.Source = &sign.Source{URI: uri, Commit: j.Git.Commit, Dirty: j.Git.Dirty}
-	}
-	if res.Base.Digest != "" {
-		if h, err := v1.NewHash(res.Base.Digest); err == nil {
-			p.BaseImages = append(p.BaseImages, sign.BaseImage{Ref: j.BaseRef, Digest: h})
-		}
-		for _, pi := range res.Images {
-			if h, err := v1.NewHash(pi.BaseDigest); err == nil {
-				p.BaseImages = append(p.BaseImages, sign.BaseImage{Ref: j.BaseRef, Digest: h, Platform: build.PlatformString(pi.Platform)})
-			}
-		}
-	}
-	return p
-}
-
-// signatures adapts *sign.Signatures to pipeline.Signatures.
-type signatures struct {
-	sigs  *sign.Signatures
-	ropts []remote.Option
-}
-
-func (s *signatures) Refs() []string {
-	var refs []string
-	repo := s.sigs.Repository()
-	for _, sub := range s.sigs.Subjects() {
-		tag := strings.Replace(sub.Digest.String(), ":", "-", 1)
-		if len(sub.Signatures) > 0 {
-			refs = append(refs, repo.Tag(tag+".sig").String())
-		}
-		if len(sub.Attestations) > 0 {
-			refs = append(refs, repo.Tag(tag+".att").String())
-		}
-	}
-	return refs
-}
-
-func (s *signatures) WriteRemote(ctx context.Context, repo name.Repository) error {
-	return sign.WriteRemote(ctx, repo, s.sigs, s.ropts...)
-}
-
-func (s *signatures) WriteLayout(dir string) error { return sign.WriteLayout(dir, s.sigs) }
 
 // baseVerifier is the base_policy check: the resolved base digest must be
 // signed by one of the keys.
@@ -581,21 +421,9 @@ func describeScan(s *sign.VulnScan) string {
 	return fmt.Sprintf("vulnerability scan relied on: finished %s (%s ago; %s)", s.FinishedOn.Format(time.RFC3339), s.Age, window)
 }
 
-// readLayoutSignatures reads the signatures stored in a layout for the
-// index digest (nil when there are none).
-func readLayoutSignatures(dir string, digest v1.Hash) (pipeline.Signatures, error) {
-	sigs, err := sign.ReadLayoutFor(dir, digest)
-	if err != nil || sigs == nil {
-		return nil, err
-	}
-	return &signatures{sigs: sigs}, nil
-}
-
 func init() {
 	extraCommands = append(extraCommands, newKeygenCmd, newSignCmd, newVerifyCmd)
 	layoutSignatures = func(dir string) pipeline.LayoutSignatures {
-		return func(target string, digest v1.Hash) (pipeline.Signatures, error) {
-			return readLayoutSignatures(dir, digest)
-		}
+		return stage.LayoutSignatures(dir)
 	}
 }
