@@ -53,7 +53,7 @@ func testKey(t testing.TB, name string) *PrivateKey {
 	if k, ok := keyCache[name]; ok {
 		return k
 	}
-	k, err := LoadPrivateKey(filepath.Join("..", "testdata", "keys", name+".key"), staticPass(testPassword))
+	k, err := LoadPrivateKeyContext(context.Background(), filepath.Join("..", "testdata", "keys", name+".key"), staticPass(testPassword))
 	if err != nil {
 		t.Fatalf("loading test key %s: %v", name, err)
 	}

@@ -59,7 +59,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 		t.Errorf("layout index.json has %d manifests, want %d", got, want)
 	}
 
-	back, err := ReadLayout(dir)
+	back, err := readLayout(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,11 +146,11 @@ func TestReadLayoutRejectsTampering(t *testing.T) {
 	if err != nil || !corrupted {
 		t.Fatalf("corrupting layout: %v (found payload: %v)", err, corrupted)
 	}
-	if _, err := ReadLayout(dir); err == nil {
-		t.Error("ReadLayout accepted a corrupted signature blob")
+	if _, err := readLayout(dir, nil); err == nil {
+		t.Error("readLayout accepted a corrupted signature blob")
 	}
-	if _, err := ReadLayout(t.TempDir()); err == nil {
-		t.Error("ReadLayout of an empty directory succeeded")
+	if _, err := readLayout(t.TempDir(), nil); err == nil {
+		t.Error("readLayout of an empty directory succeeded")
 	}
 }
 
@@ -193,8 +193,8 @@ func TestReadLayoutFor(t *testing.T) {
 		}
 		digests = append(digests, sigs.Digest().String())
 	}
-	if _, err := ReadLayout(dir); err == nil {
-		t.Fatal("ReadLayout accepted the signatures of two indexes")
+	if _, err := readLayout(dir, nil); err == nil {
+		t.Fatal("readLayout accepted the signatures of two indexes")
 	}
 	for _, d := range digests {
 		h, _ := v1.NewHash(d)

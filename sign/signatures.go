@@ -335,12 +335,6 @@ func WriteLayout(path string, sigs *Signatures) error {
 	return nil
 }
 
-// ReadLayout reads back the signatures and attestations WriteLayout added to
-// the layout at path, so that they can be published with WriteRemote.
-func ReadLayout(path string) (*Signatures, error) {
-	return readLayout(path, nil)
-}
-
 // ReadLayoutFor reads back the signatures and attestations WriteLayout added
 // for the index with digest index, in a layout that may hold those of
 // several indexes. It returns nil, nil when the layout has none for it.

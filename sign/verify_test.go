@@ -595,18 +595,18 @@ func TestSecretsStayOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := writeFile(t, "cosign.key", priv)
-	_, err = LoadPrivateKey(path, staticPass(wrongSentinel))
+	_, err = LoadPrivateKeyContext(context.Background(), path, staticPass(wrongSentinel))
 	if !errors.Is(err, ErrWrongPassword) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	errs = append(errs, err.Error())
 	t.Setenv("SLIPWAY_SENTINEL_KEY", string(priv))
-	_, err = LoadPrivateKey("env://SLIPWAY_SENTINEL_KEY", staticPass(wrongSentinel))
+	_, err = LoadPrivateKeyContext(context.Background(), "env://SLIPWAY_SENTINEL_KEY", staticPass(wrongSentinel))
 	errs = append(errs, err.Error())
-	_, err = LoadPrivateKey(path, func(bool) ([]byte, error) { return nil, errors.New("no terminal") })
+	_, err = LoadPrivateKeyContext(context.Background(), path, func(bool) ([]byte, error) { return nil, errors.New("no terminal") })
 	errs = append(errs, err.Error())
 
-	key, err := LoadPrivateKey(path, staticPass(sentinel))
+	key, err := LoadPrivateKeyContext(context.Background(), path, staticPass(sentinel))
 	if err != nil {
 		t.Fatal(err)
 	}
