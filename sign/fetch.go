@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/slipway-build/slipway/build"
 )
 
 // fetchedLayer is one layer of a signature or attestation image.
@@ -68,24 +69,38 @@ func (vr *verifier) fetchBlob(l v1.Descriptor, what string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s layer %s: %w", what, l.Digest, err)
 	}
-	rc, err := layer.Compressed()
-	if err != nil {
-		return nil, fmt.Errorf("reading %s layer %s: %w", what, l.Digest, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, l.Size+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s layer %s: %w", what, l.Digest, err)
-	}
-	sum := sha256.Sum256(b)
-	if int64(len(b)) != l.Size || l.Digest.Algorithm != "sha256" || hex.EncodeToString(sum[:]) != l.Digest.Hex {
+	b, err := readBlob(layer, l)
+	if errors.Is(err, errBlobMismatch) {
 		return nil, &denial{fmt.Sprintf("%s layer %s does not match its digest or size", what, l.Digest)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s layer %s: %w", what, l.Digest, err)
 	}
 	return b, nil
 }
 
-// annotationBaseDigest is the OCI annotation naming the base image digest.
-const annotationBaseDigest = "org.opencontainers.image.base.digest"
+// errBlobMismatch is a blob whose content is not what its descriptor says.
+var errBlobMismatch = errors.New("content does not match its descriptor")
+
+// readBlob reads the compressed content of l, never more than desc.Size+1
+// bytes, and fails with errBlobMismatch unless it has exactly the size and
+// sha256 digest desc gives.
+func readBlob(l v1.Layer, desc v1.Descriptor) ([]byte, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	if int64(len(b)) != desc.Size || desc.Digest.Algorithm != "sha256" || hex.EncodeToString(sum[:]) != desc.Digest.Hex {
+		return nil, errBlobMismatch
+	}
+	return b, nil
+}
 
 // maxChildManifests bounds how many platform manifests are read for base
 // annotations.
@@ -96,13 +111,13 @@ const maxChildManifests = 64
 // digests the index pins).
 func (vr *verifier) readBaseAnnotations(desc *remote.Descriptor) error {
 	add := func(ann map[string]string, where string) error {
-		s, ok := ann[annotationBaseDigest]
+		s, ok := ann[build.AnnotationBaseDigest]
 		if !ok {
 			return nil
 		}
 		h, err := v1.NewHash(s)
 		if err != nil {
-			return &denial{fmt.Sprintf("%s has a malformed %s annotation", where, annotationBaseDigest)}
+			return &denial{fmt.Sprintf("%s has a malformed %s annotation", where, build.AnnotationBaseDigest)}
 		}
 		vr.annotationBases = append(vr.annotationBases, h)
 		return nil

@@ -33,6 +33,7 @@ import (
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 
+	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/internal/testutil"
 	"github.com/slipway-build/slipway/scan"
 )
@@ -91,7 +92,7 @@ func testIndex(t testing.TB) v1.ImageIndex {
 		}
 		img = mutate.MediaType(img, types.OCIManifestSchema1)
 		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-		img = mutate.Annotations(img, map[string]string{annotationBaseDigest: baseDigest.String()}).(v1.Image)
+		img = mutate.Annotations(img, map[string]string{build.AnnotationBaseDigest: baseDigest.String()}).(v1.Image)
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
 			Add:        img,
 			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},

@@ -1,12 +1,9 @@
 package sign
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +18,7 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	"github.com/slipway-build/slipway/publish"
 )
 
 // Layout annotations on the signature images WriteLayout adds to index.json.
@@ -38,8 +36,6 @@ const (
 	AnnotationPlatform = "dev.slipway.sign.platform"
 	// AnnotationIndex is the digest of the signed index the subject belongs to.
 	AnnotationIndex = "dev.slipway.sign.index"
-	// annotationRefName is the OCI ref name: the cosign tag it belongs at.
-	annotationRefName = "org.opencontainers.image.ref.name"
 
 	kindSignatures   = "signatures"
 	kindAttestations = "attestations"
@@ -82,12 +78,12 @@ func WriteLayout(path string, sigs *Signatures) error {
 				return fmt.Errorf("assembling %s of %s: %w", part.kind, s.Digest, err)
 			}
 			ann := map[string]string{
-				AnnotationKind:       part.kind,
-				AnnotationSubject:    s.Digest.String(),
-				AnnotationRepository: sigs.repo.Name(),
-				AnnotationPublicKey:  string(sigs.key.pem),
-				AnnotationIndex:      sigs.Digest().String(),
-				annotationRefName:    fmt.Sprintf("%s-%s.%s", s.Digest.Algorithm, s.Digest.Hex, part.suffix),
+				AnnotationKind:            part.kind,
+				AnnotationSubject:         s.Digest.String(),
+				AnnotationRepository:      sigs.repo.Name(),
+				AnnotationPublicKey:       string(sigs.key.pem),
+				AnnotationIndex:           sigs.Digest().String(),
+				publish.AnnotationRefName: cosignTag(s.Digest, part.suffix),
 			}
 			if s.Platform != nil {
 				ann[AnnotationPlatform] = s.Platform.String()
@@ -216,18 +212,12 @@ func layoutSignatures(img v1.Image) ([]oci.Signature, error) {
 		if err != nil {
 			return nil, err
 		}
-		rc, err := l.Compressed()
+		b, err := readBlob(l, desc)
+		if errors.Is(err, errBlobMismatch) {
+			return nil, fmt.Errorf("layer %s: %w", desc.Digest, err)
+		}
 		if err != nil {
 			return nil, err
-		}
-		b, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
-		rc.Close()
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(b)
-		if int64(len(b)) != desc.Size || desc.Digest.Algorithm != "sha256" || hex.EncodeToString(sum[:]) != desc.Digest.Hex {
-			return nil, fmt.Errorf("layer %s: content does not match its descriptor", desc.Digest)
 		}
 		b64 := desc.Annotations[static.SignatureAnnotationKey]
 		if b64 != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
 // TestLayoutRoundTrip: signatures written to an OCI layout read back
@@ -27,7 +28,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	sigs, err := s.Sign(context.Background(), idx, repo,
-		WithSBOM(SBOM{Format: CycloneDXJSON, Document: []byte(`{"bomFormat":"CycloneDX","specVersion":"1.6","version":1}`)}))
+		WithSBOM(SBOM{Format: vocab.SBOMCycloneDX, Document: []byte(`{"bomFormat":"CycloneDX","specVersion":"1.6","version":1}`)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	v, err := Verify(context.Background(), repo.Tag("v1"), Policy{Keys: []*PublicKey{pub}, RequireAttestations: []string{KindSBOM}})
+	v, err := Verify(context.Background(), repo.Tag("v1"), Policy{Keys: []*PublicKey{pub}, RequireAttestations: []string{vocab.KindSBOM}})
 	if err != nil {
 		t.Fatalf("Verify after publishing from layout: %v", err)
 	}

@@ -10,7 +10,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
 // Policy is what Verify requires of an image.
@@ -21,8 +23,8 @@ type Policy struct {
 	// Threshold is how many distinct trusted keys must each have made a
 	// valid signature over the image digest (0 means 1).
 	Threshold int
-	// RequireAttestations lists attestation kinds (KindSBOM, KindVuln,
-	// KindProvenance) that must be present, signed by a trusted key, about
+	// RequireAttestations lists attestation kinds (vocab.KindSBOM, vocab.KindVuln,
+	// vocab.KindProvenance) that must be present, signed by a trusted key, about
 	// the image digest.
 	RequireAttestations []string
 	// MaxSeverity, when set, denies an image whose newest vuln attestation
@@ -60,11 +62,11 @@ func (p *Policy) validate() ([]*PublicKey, error) {
 		return nil, fmt.Errorf("policy: threshold %d must be between 1 and the %d distinct trusted keys", p.Threshold, len(keys))
 	}
 	for _, k := range p.RequireAttestations {
-		if k != KindSBOM && k != KindVuln && k != KindProvenance {
-			return nil, fmt.Errorf("policy: unknown attestation kind %q (want %s, %s or %s)", k, KindSBOM, KindVuln, KindProvenance)
+		if k != vocab.KindSBOM && k != vocab.KindVuln && k != vocab.KindProvenance {
+			return nil, fmt.Errorf("policy: unknown attestation kind %q (want %s, %s or %s)", k, vocab.KindSBOM, vocab.KindVuln, vocab.KindProvenance)
 		}
 	}
-	if p.MaxSeverity != "" && severityRank(p.MaxSeverity) < 0 {
+	if _, err := scan.ParseSeverity(string(p.MaxSeverity)); p.MaxSeverity != "" && err != nil {
 		return nil, fmt.Errorf("policy: unknown severity %q", p.MaxSeverity)
 	}
 	if p.MaxScanAge < 0 {
@@ -94,7 +96,7 @@ func (vr *verifier) attestationReasons(pol *Policy) []string {
 	}
 	if pol.MaxSeverity != "" || pol.MaxScanAge > 0 {
 		reasons = append(reasons, vr.vulnReasons(pol)...)
-	} else if len(vr.atts[KindVuln]) > 0 {
+	} else if len(vr.atts[vocab.KindVuln]) > 0 {
 		vr.vulnReasons(pol) // only to report the scan in the verdict
 	}
 	if len(pol.AllowedBaseDigests) > 0 {
@@ -108,7 +110,7 @@ func (vr *verifier) attestationReasons(pol *Policy) []string {
 func (vr *verifier) vulnReasons(pol *Policy) []string {
 	var newest *VulnPredicate
 	var from verifiedStatement
-	for _, a := range vr.atts[KindVuln] {
+	for _, a := range vr.atts[vocab.KindVuln] {
 		var p VulnPredicate
 		if err := json.Unmarshal(a.st.Predicate, &p); err != nil {
 			return []string{fmt.Sprintf("vuln attestation is unreadable: %v", err)}
@@ -118,7 +120,7 @@ func (vr *verifier) vulnReasons(pol *Policy) []string {
 		}
 	}
 	if newest == nil {
-		if slices.Contains(pol.RequireAttestations, KindVuln) {
+		if slices.Contains(pol.RequireAttestations, vocab.KindVuln) {
 			return nil // already reported as a missing required attestation
 		}
 		return []string{"no vuln attestation signed by a trusted key (required by max severity / max scan age)"}
@@ -143,14 +145,12 @@ func (vr *verifier) vulnReasons(pol *Policy) []string {
 		if newest.Scanner.Result == nil {
 			return append(reasons, "vuln attestation has no scan result")
 		}
-		limit := severityRank(pol.MaxSeverity)
+		maxSev, _ := scan.ParseSeverity(string(pol.MaxSeverity)) // checked by validate
+		limit := maxSev.Rank()
 		var bad []string
 		for _, f := range newest.Scanner.Result.Findings {
-			r := severityRank(f.Severity)
-			if r < 0 {
-				r = 0 // an unknown severity string ranks as UNKNOWN
-			}
-			if r < limit || suppressed(f, now) {
+			// An unknown severity string ranks as UNKNOWN.
+			if scan.Severity(strings.ToUpper(string(f.Severity))).Rank() < limit || suppressed(f, now) {
 				continue
 			}
 			bad = append(bad, fmt.Sprintf("%s %s in %s %s", f.Severity, f.ID, f.PkgName, f.InstalledVersion))
@@ -175,7 +175,7 @@ func suppressed(f scan.Finding, now time.Time) bool {
 // baseReasons checks recorded base image digests against the allow-list.
 func (vr *verifier) baseReasons(pol *Policy) []string {
 	var found []v1.Hash
-	for _, a := range vr.atts[KindProvenance] {
+	for _, a := range vr.atts[vocab.KindProvenance] {
 		var p struct {
 			BuildDefinition struct {
 				ResolvedDependencies []struct {
@@ -200,7 +200,7 @@ func (vr *verifier) baseReasons(pol *Policy) []string {
 	}
 	found = append(found, vr.annotationBases...)
 	if len(found) == 0 {
-		return []string{"no base image digest recorded (neither in provenance nor in " + annotationBaseDigest + ")"}
+		return []string{"no base image digest recorded (neither in provenance nor in " + build.AnnotationBaseDigest + ")"}
 	}
 	var reasons []string
 	seen := map[v1.Hash]bool{}
@@ -214,21 +214,4 @@ func (vr *verifier) baseReasons(pol *Policy) []string {
 		}
 	}
 	return reasons
-}
-
-// severityRank orders severities, UNKNOWN 0 to CRITICAL 4; -1 if unknown.
-func severityRank(s scan.Severity) int {
-	switch scan.Severity(strings.ToUpper(string(s))) {
-	case scan.SeverityUnknown:
-		return 0
-	case scan.SeverityLow:
-		return 1
-	case scan.SeverityMedium:
-		return 2
-	case scan.SeverityHigh:
-		return 3
-	case scan.SeverityCritical:
-		return 4
-	}
-	return -1
 }

@@ -7,6 +7,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/cosign/v2/pkg/oci"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 )
 
 // Signatures holds what one Sign call produced: per subject digest, the
@@ -55,4 +56,22 @@ func (s *Signatures) Subjects() []Subject {
 		out[i] = sub
 	}
 	return out
+}
+
+// SignatureTag is the tag cosign keeps the signatures of digest h at in
+// repo: "sha256-<hex>.sig". (Verification asks cosign's ociremote, which
+// also honours COSIGN_REPOSITORY.)
+func SignatureTag(repo name.Repository, h v1.Hash) name.Tag {
+	return repo.Tag(cosignTag(h, ociremote.SignatureTagSuffix))
+}
+
+// AttestationTag is the tag cosign keeps the attestations of digest h at
+// in repo: "sha256-<hex>.att".
+func AttestationTag(repo name.Repository, h v1.Hash) name.Tag {
+	return repo.Tag(cosignTag(h, ociremote.AttestationTagSuffix))
+}
+
+// cosignTag is cosign's tag for suffix (sig, att) of digest h.
+func cosignTag(h v1.Hash, suffix string) string {
+	return h.Algorithm + "-" + h.Hex + "." + suffix
 }

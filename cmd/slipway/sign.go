@@ -22,6 +22,7 @@ import (
 	"github.com/slipway-build/slipway/scan/trivy"
 	"github.com/slipway-build/slipway/sign"
 	"github.com/slipway-build/slipway/sign/stage"
+	"github.com/slipway-build/slipway/sign/vocab"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -93,7 +94,7 @@ func newSigner(ctx context.Context, lc *loadedConfig, log *slog.Logger) (pipelin
 		stage.WithRemoteOptions(ropts...),
 		stage.WithLogger(log),
 	}
-	if slices.Contains(lc.Sign.Attestations, sign.KindSBOM) {
+	if slices.Contains(lc.Sign.Attestations, vocab.KindSBOM) {
 		sboms, err := newScanner(lc, true, log)
 		if err != nil {
 			return nil, err

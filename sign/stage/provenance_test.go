@@ -17,6 +17,7 @@ import (
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/sign"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
 // TestProvenanceFromBuiltBinary: the Go version and flags in provenance
@@ -79,7 +80,7 @@ func TestProvenanceFromBuiltBinary(t *testing.T) {
 	t.Setenv("PATH", fake+string(os.PathListSeparator)+os.Getenv("PATH"))
 	t.Setenv("GOROOT", "")
 
-	s, err := New(testKey(t), WithAttestations(sign.KindProvenance), WithTargets([]pipeline.Target{{Name: "worker", Env: []string{"GOPROXY=https://user:secret@proxy"}}}))
+	s, err := New(testKey(t), WithAttestations(vocab.KindProvenance), WithTargets([]pipeline.Target{{Name: "worker", Env: []string{"GOPROXY=https://user:secret@proxy"}}}))
 	if err != nil {
 		t.Fatal(err)
 	}

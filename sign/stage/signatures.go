@@ -2,7 +2,6 @@ package stage
 
 import (
 	"context"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -25,12 +24,11 @@ func (s *Signatures) Refs() []string {
 	var refs []string
 	repo := s.sigs.Repository()
 	for _, sub := range s.sigs.Subjects() {
-		tag := strings.Replace(sub.Digest.String(), ":", "-", 1)
 		if len(sub.Signatures) > 0 {
-			refs = append(refs, repo.Tag(tag+".sig").String())
+			refs = append(refs, sign.SignatureTag(repo, sub.Digest).String())
 		}
 		if len(sub.Attestations) > 0 {
-			refs = append(refs, repo.Tag(tag+".att").String())
+			refs = append(refs, sign.AttestationTag(repo, sub.Digest).String())
 		}
 	}
 	return refs

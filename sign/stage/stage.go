@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -15,6 +16,7 @@ import (
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/scan"
 	"github.com/slipway-build/slipway/sign"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
 // LocalRegistry is the registry named in signed payloads when the image is
@@ -52,7 +54,7 @@ type options struct {
 	log         *slog.Logger
 }
 
-// WithAttestations adds attestations by kind (sign.KindVuln, KindSBOM,
+// WithAttestations adds attestations by kind (vocab.KindVuln, KindSBOM,
 // KindProvenance). Default: none, signatures only.
 func WithAttestations(kinds ...string) Option {
 	return func(o *options) {
@@ -62,9 +64,8 @@ func WithAttestations(kinds ...string) Option {
 	}
 }
 
-// WithSBOMs makes the SBOM attestation's document with m in format
-// ("spdx-json" or "cyclonedx", as scan/trivy names them). Required with
-// the sbom attestation.
+// WithSBOMs makes the SBOM attestation's document with m in format (one of
+// vocab.SBOMFormats). Required with the sbom attestation.
 func WithSBOMs(m SBOMMaker, format string) Option {
 	return func(o *options) { o.sboms, o.sbomFormat = m, format }
 }
@@ -114,14 +115,17 @@ func New(key *sign.PrivateKey, opts ...Option) (*Signer, error) {
 		opt(&o)
 	}
 	for k := range o.attest {
-		switch k {
-		case sign.KindVuln, sign.KindSBOM, sign.KindProvenance:
-		default:
-			return nil, fmt.Errorf("unknown attestation %q (want %s, %s or %s)", k, sign.KindSBOM, sign.KindVuln, sign.KindProvenance)
+		if !slices.Contains(vocab.Kinds(), k) {
+			return nil, fmt.Errorf("unknown attestation %q (want one of %s)", k, strings.Join(vocab.Kinds(), ", "))
 		}
 	}
-	if o.attest[sign.KindSBOM] && o.sboms == nil {
-		return nil, errors.New("the sbom attestation needs an SBOM maker")
+	if o.attest[vocab.KindSBOM] {
+		if o.sboms == nil {
+			return nil, errors.New("the sbom attestation needs an SBOM maker")
+		}
+		if !slices.Contains(vocab.SBOMFormats(), o.sbomFormat) {
+			return nil, fmt.Errorf("unknown SBOM format %q (want one of %s)", o.sbomFormat, strings.Join(vocab.SBOMFormats(), ", "))
+		}
 	}
 	if o.repository == "" {
 		o.repository = LocalRegistry
@@ -149,24 +153,20 @@ func (s *Signer) Sign(ctx context.Context, j pipeline.Job, res *build.Result, re
 		return nil, err
 	}
 	opts := []sign.SignOption{sign.WithAnnotations(j.SignAnnotations)}
-	if s.o.attest[sign.KindVuln] {
+	if s.o.attest[vocab.KindVuln] {
 		if report == nil {
 			return nil, errors.New("the vuln attestation needs a scan (enable the scan)")
 		}
 		opts = append(opts, sign.WithVulnReport(report))
 	}
-	if s.o.attest[sign.KindSBOM] {
+	if s.o.attest[vocab.KindSBOM] {
 		doc, err := s.sbom(ctx, res)
 		if err != nil {
 			return nil, fmt.Errorf("making SBOM: %w", err)
 		}
-		f := sign.SPDXJSON
-		if s.o.sbomFormat == "cyclonedx" {
-			f = sign.CycloneDXJSON
-		}
-		opts = append(opts, sign.WithSBOM(sign.SBOM{Format: f, Document: doc}))
+		opts = append(opts, sign.WithSBOM(sign.SBOM{Format: s.o.sbomFormat, Document: doc}))
 	}
-	if s.o.attest[sign.KindProvenance] {
+	if s.o.attest[vocab.KindProvenance] {
 		p, err := s.provenance(j, res)
 		if err != nil {
 			return nil, fmt.Errorf("making provenance: %w", err)
