@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,20 +124,29 @@ func TestProvenanceFromBuiltBinary(t *testing.T) {
 	}
 }
 
-// testKey is a fresh signing key.
+// testKey is a signing key, made once per test binary (scrypt is slow).
 func testKey(t *testing.T) *sign.PrivateKey {
 	t.Helper()
-	priv, _, err := sign.GenerateKeyPair([]byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "test.key")
-	if err := os.WriteFile(path, priv, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	k, err := sign.LoadPrivateKeyContext(context.Background(), path, func(bool) ([]byte, error) { return []byte("pw"), nil })
+	k, err := sharedKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
+
+var sharedKey = sync.OnceValues(func() (*sign.PrivateKey, error) {
+	priv, _, err := sign.GenerateKeyPair([]byte("pw"))
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "slipway-stage-key-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "test.key")
+	if err := os.WriteFile(path, priv, 0o600); err != nil {
+		return nil, err
+	}
+	return sign.LoadPrivateKeyContext(context.Background(), path, func(bool) ([]byte, error) { return []byte("pw"), nil })
+})
