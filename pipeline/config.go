@@ -156,7 +156,7 @@ type SignConfig struct {
 	Annotations map[string]string `yaml:"annotations" mapstructure:"annotations"`
 	// Attestations to attach: sbom, vuln, provenance.
 	Attestations []string `yaml:"attestations" mapstructure:"attestations"`
-	// SBOMFormat is spdx-json (default) or cyclonedx.
+	// SBOMFormat is spdx-json (default) or cyclonedx (vocab.SBOMFormats).
 	SBOMFormat string `yaml:"sbom_format" mapstructure:"sbom_format"`
 }
 

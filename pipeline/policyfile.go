@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/slipway-build/slipway/sign/vocab"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -95,8 +96,8 @@ func (p *PolicyConfig) Validate(file string) error {
 	}
 	p.RequireAttestations = splitList(p.RequireAttestations)
 	for i, a := range p.RequireAttestations {
-		if !attestKind[a] {
-			return bad(fmt.Sprintf("require_attestations[%d]", i), "want sbom, vuln or provenance, got %q", a)
+		if !slices.Contains(vocab.Kinds(), a) {
+			return bad(fmt.Sprintf("require_attestations[%d]", i), "want %s, got %q", oneOf(vocab.Kinds()), a)
 		}
 	}
 	if p.MaxSeverity != "" {
@@ -120,7 +121,7 @@ func (p *PolicyConfig) Validate(file string) error {
 // UsesVulnAttestation reports whether the policy looks at the vuln
 // attestation (requires it, or limits its findings).
 func (p *PolicyConfig) UsesVulnAttestation() bool {
-	return slices.Contains(p.RequireAttestations, "vuln") || p.MaxSeverity != ""
+	return slices.Contains(p.RequireAttestations, vocab.KindVuln) || p.MaxSeverity != ""
 }
 
 // EffectiveMaxScanAge is max_scan_age as verify applies it: the configured

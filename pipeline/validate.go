@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
 // Defaults applied by Validate.
@@ -26,8 +27,6 @@ var (
 	targetName = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
 	severities = map[string]bool{"UNKNOWN": true, "LOW": true, "MEDIUM": true, "HIGH": true, "CRITICAL": true}
 	reportFmts = map[string]bool{"json": true, "sarif": true, "table": true}
-	attestKind = map[string]bool{"sbom": true, "vuln": true, "provenance": true}
-	sbomFmts   = map[string]bool{"spdx-json": true, "cyclonedx": true}
 )
 
 // Validate checks every value, fills defaults, and returns the first problem
@@ -172,18 +171,18 @@ func (c *Config) Validate(file string) error {
 	}
 	c.Sign.Attestations = splitList(c.Sign.Attestations)
 	for i, a := range c.Sign.Attestations {
-		if !attestKind[a] {
-			return bad(fmt.Sprintf("sign.attestations[%d]", i), "want sbom, vuln or provenance, got %q", a)
+		if !slices.Contains(vocab.Kinds(), a) {
+			return bad(fmt.Sprintf("sign.attestations[%d]", i), "want %s, got %q", oneOf(vocab.Kinds()), a)
 		}
 	}
 	if len(c.Sign.Attestations) > 0 && c.Sign.Key == "" {
 		return bad("sign.attestations", "attestations are signed: set sign.key")
 	}
 	if c.Sign.SBOMFormat == "" {
-		c.Sign.SBOMFormat = "spdx-json"
+		c.Sign.SBOMFormat = vocab.SBOMFormats()[0]
 	}
-	if !sbomFmts[c.Sign.SBOMFormat] {
-		return bad("sign.sbom_format", "want spdx-json or cyclonedx, got %q", c.Sign.SBOMFormat)
+	if !slices.Contains(vocab.SBOMFormats(), c.Sign.SBOMFormat) {
+		return bad("sign.sbom_format", "want %s, got %q", oneOf(vocab.SBOMFormats()), c.Sign.SBOMFormat)
 	}
 	if err := c.Policy.Validate(file); err != nil {
 		return err
@@ -245,4 +244,12 @@ func splitList(in []string) []string {
 		}
 	}
 	return out
+}
+
+// oneOf lists words as "a, b or c".
+func oneOf(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
 // Predicate types of the attestations slipway writes and checks.
@@ -33,19 +34,12 @@ const (
 	PredicateProvenance = "https://slsa.dev/provenance/v1"
 )
 
-// Attestation kinds, as named in policies and configuration.
-const (
-	KindSBOM       = "sbom"
-	KindVuln       = "vuln"
-	KindProvenance = "provenance"
-)
-
 // predicateKinds maps each predicate type slipway understands to its kind.
 var predicateKinds = map[string]string{
-	PredicateSPDX:       KindSBOM,
-	PredicateCycloneDX:  KindSBOM,
-	PredicateVuln:       KindVuln,
-	PredicateProvenance: KindProvenance,
+	PredicateSPDX:       vocab.KindSBOM,
+	PredicateCycloneDX:  vocab.KindSBOM,
+	PredicateVuln:       vocab.KindVuln,
+	PredicateProvenance: vocab.KindProvenance,
 }
 
 // KindOf returns the kind (sbom, vuln, provenance) of a predicate type, or ""
@@ -55,19 +49,11 @@ func KindOf(predicateType string) string { return predicateKinds[predicateType] 
 // intotoPayloadType is the DSSE payload type of in-toto statements.
 const intotoPayloadType = "application/vnd.in-toto+json"
 
-// SBOMFormat is the format of an SBOM document.
-type SBOMFormat string
-
-// SBOM formats slipway attests.
-const (
-	SPDXJSON      SBOMFormat = "spdx-json"
-	CycloneDXJSON SBOMFormat = "cyclonedx-json"
-)
-
 // SBOM is an SBOM document to attest, produced by the caller.
 type SBOM struct {
-	// Format says which predicate type the document is attested as.
-	Format SBOMFormat
+	// Format (vocab.SBOMSPDXJSON or vocab.SBOMCycloneDX) says which
+	// predicate type the document is attested as.
+	Format string
 	// Document is the JSON document, embedded unchanged as the predicate.
 	Document []byte
 }
@@ -89,10 +75,12 @@ type Provenance struct {
 	// BaseImages are the resolved base images (one per platform, or the
 	// base index), recorded as resolved dependencies named BaseImageDependency.
 	BaseImages []BaseImage
-	// GoVersion, LDFlags and Timings are recorded as internal parameters.
-	GoVersion string
-	LDFlags   string
-	Timings   map[string]time.Duration
+	// GoVersion, LDFlags, BuildFlags (the other go build flags, as
+	// "-name=value") and Timings are recorded as internal parameters.
+	GoVersion  string
+	LDFlags    string
+	BuildFlags []string
+	Timings    map[string]time.Duration
 	// InvocationID identifies this build run (optional).
 	InvocationID string
 	// StartedOn and FinishedOn bound the build (optional).
@@ -183,18 +171,18 @@ func sbomPredicate(s *SBOM) (string, *structpb.Struct, error) {
 	}
 	var pt string
 	switch s.Format {
-	case SPDXJSON:
+	case vocab.SBOMSPDXJSON:
 		if !strings.HasPrefix(probe.SPDXVersion, "SPDX-") {
 			return "", nil, errors.New("sbom: spdx-json document has no spdxVersion")
 		}
 		pt = PredicateSPDX
-	case CycloneDXJSON:
+	case vocab.SBOMCycloneDX:
 		if probe.BOMFormat != "CycloneDX" {
-			return "", nil, errors.New(`sbom: cyclonedx-json document has no "bomFormat": "CycloneDX"`)
+			return "", nil, errors.New(`sbom: cyclonedx document has no "bomFormat": "CycloneDX"`)
 		}
 		pt = PredicateCycloneDX
 	default:
-		return "", nil, fmt.Errorf("sbom: unknown format %q (want %s or %s)", s.Format, SPDXJSON, CycloneDXJSON)
+		return "", nil, fmt.Errorf("sbom: unknown format %q (want %s or %s)", s.Format, vocab.SBOMSPDXJSON, vocab.SBOMCycloneDX)
 	}
 	st, err := toStruct(s.Document)
 	if err != nil {
@@ -272,6 +260,13 @@ func provenancePredicate(p *Provenance) (*structpb.Struct, error) {
 	}
 	if p.LDFlags != "" {
 		internal["ldflags"] = p.LDFlags
+	}
+	if len(p.BuildFlags) > 0 {
+		flags := make([]any, len(p.BuildFlags))
+		for i, f := range p.BuildFlags {
+			flags[i] = f
+		}
+		internal["buildFlags"] = flags
 	}
 	if p.Source != nil {
 		internal["dirty"] = p.Source.Dirty

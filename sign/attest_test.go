@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
 func TestSignRejectsBadAttestationInput(t *testing.T) {
@@ -31,9 +32,9 @@ func TestSignRejectsBadAttestationInput(t *testing.T) {
 		opt  SignOption
 		want string
 	}{
-		{"cyclonedx labelled spdx", WithSBOM(SBOM{Format: SPDXJSON, Document: []byte(`{"bomFormat":"CycloneDX"}`)}), "no spdxVersion"},
-		{"spdx labelled cyclonedx", WithSBOM(SBOM{Format: CycloneDXJSON, Document: []byte(testSPDX)}), "CycloneDX"},
-		{"sbom not json", WithSBOM(SBOM{Format: SPDXJSON, Document: []byte("SPDXVersion: SPDX-2.3")}), "not a JSON object"},
+		{"cyclonedx labelled spdx", WithSBOM(SBOM{Format: vocab.SBOMSPDXJSON, Document: []byte(`{"bomFormat":"CycloneDX"}`)}), "no spdxVersion"},
+		{"spdx labelled cyclonedx", WithSBOM(SBOM{Format: vocab.SBOMCycloneDX, Document: []byte(testSPDX)}), "CycloneDX"},
+		{"sbom not json", WithSBOM(SBOM{Format: vocab.SBOMSPDXJSON, Document: []byte("SPDXVersion: SPDX-2.3")}), "not a JSON object"},
 		{"unknown sbom format", WithSBOM(SBOM{Format: "spdx-tv", Document: []byte(testSPDX)}), "unknown format"},
 		{"report of another image", WithVulnReport(testReport(t, other, time.Now(), scan.SeverityLow)), "not the signed index"},
 		{"report without finish time", WithVulnReport(&scan.Report{}), "no finish time"},
@@ -121,7 +122,7 @@ func TestVulnReasons(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vr := &verifier{opts: makeOptions([]Option{withClock(func() time.Time { return now })}),
-				atts: map[string][]verifiedStatement{KindVuln: tc.atts}}
+				atts: map[string][]verifiedStatement{vocab.KindVuln: tc.atts}}
 			got := strings.Join(vr.vulnReasons(&tc.pol), "; ")
 			if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
 				t.Errorf("reasons = %q, want %q", got, tc.want)

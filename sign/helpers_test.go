@@ -33,6 +33,7 @@ import (
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 
+	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/internal/testutil"
 	"github.com/slipway-build/slipway/scan"
 )
@@ -53,7 +54,7 @@ func testKey(t testing.TB, name string) *PrivateKey {
 	if k, ok := keyCache[name]; ok {
 		return k
 	}
-	k, err := LoadPrivateKey(filepath.Join("..", "testdata", "keys", name+".key"), staticPass(testPassword))
+	k, err := LoadPrivateKeyContext(context.Background(), filepath.Join("..", "testdata", "keys", name+".key"), staticPass(testPassword))
 	if err != nil {
 		t.Fatalf("loading test key %s: %v", name, err)
 	}
@@ -91,7 +92,7 @@ func testIndex(t testing.TB) v1.ImageIndex {
 		}
 		img = mutate.MediaType(img, types.OCIManifestSchema1)
 		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-		img = mutate.Annotations(img, map[string]string{annotationBaseDigest: baseDigest.String()}).(v1.Image)
+		img = mutate.Annotations(img, map[string]string{build.AnnotationBaseDigest: baseDigest.String()}).(v1.Image)
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
 			Add:        img,
 			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},

@@ -155,16 +155,11 @@ func NewPrivateKey(sv signature.SignerVerifier, ref string) (*PrivateKey, error)
 	return &PrivateKey{sv: sv, pub: pk, ref: ref}, nil
 }
 
-// LoadPrivateKey loads a cosign encrypted private key from ref, a file path
-// or env://VAR (the PEM in environment variable VAR), decrypting it with the
-// password pf returns (nil pf: empty password). A wrong password fails with
-// ErrWrongPassword. KMS references need LoadPrivateKeyContext.
-func LoadPrivateKey(ref string, pf PassFunc) (*PrivateKey, error) {
-	return LoadPrivateKeyContext(context.Background(), ref, pf)
-}
-
-// LoadPrivateKeyContext is LoadPrivateKey with a context, which KMS
-// references (see KMSSchemes) use for their API calls.
+// LoadPrivateKeyContext loads a cosign encrypted private key from ref, a
+// file path or env://VAR (the PEM in environment variable VAR), decrypting
+// it with the password pf returns (nil pf: empty password), or a KMS key
+// (see KMSSchemes), whose API calls use ctx. A wrong password fails with
+// ErrWrongPassword.
 func LoadPrivateKeyContext(ctx context.Context, ref string, pf PassFunc) (*PrivateKey, error) {
 	if isKMSRef(ref) {
 		sv, err := loadKMS(ctx, ref)

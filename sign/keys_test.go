@@ -55,14 +55,14 @@ func TestGenerateKeyPairLoadsInCosign(t *testing.T) {
 
 	// slipway loads it too, and a wrong password is ErrWrongPassword.
 	path := writeFile(t, "cosign.key", priv)
-	k, err := LoadPrivateKey(path, staticPass(pw))
+	k, err := LoadPrivateKeyContext(context.Background(), path, staticPass(pw))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if k.Public().ID() != spub.ID() {
 		t.Errorf("loaded key ID %s, want %s", k.Public().ID(), spub.ID())
 	}
-	_, err = LoadPrivateKey(path, staticPass("wrong"))
+	_, err = LoadPrivateKeyContext(context.Background(), path, staticPass("wrong"))
 	if !errors.Is(err, ErrWrongPassword) {
 		t.Fatalf("wrong password: got %v, want ErrWrongPassword", err)
 	}
@@ -77,7 +77,7 @@ func TestLoadPrivateKeyRefs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("SLIPWAY_TEST_KEY", string(priv))
-	if _, err := LoadPrivateKey("env://SLIPWAY_TEST_KEY", staticPass("pw")); err != nil {
+	if _, err := LoadPrivateKeyContext(context.Background(), "env://SLIPWAY_TEST_KEY", staticPass("pw")); err != nil {
 		t.Fatalf("env:// key: %v", err)
 	}
 	for _, tc := range []struct {
@@ -91,9 +91,9 @@ func TestLoadPrivateKeyRefs(t *testing.T) {
 		{"https://example.com/cosign.key", "unsupported scheme"},
 		{"", "empty key reference"},
 	} {
-		_, err := LoadPrivateKey(tc.ref, staticPass("pw"))
+		_, err := LoadPrivateKeyContext(context.Background(), tc.ref, staticPass("pw"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("LoadPrivateKey(%q) = %v, want error containing %q", tc.ref, err, tc.want)
+			t.Errorf("LoadPrivateKeyContext(context.Background(), %q) = %v, want error containing %q", tc.ref, err, tc.want)
 		}
 	}
 }
@@ -107,7 +107,7 @@ func TestCosignKeyPairSignsThroughSlipway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := LoadPrivateKey(writeFile(t, "cosign.key", kb.PrivateBytes), staticPass(pw))
+	key, err := LoadPrivateKeyContext(context.Background(), writeFile(t, "cosign.key", kb.PrivateBytes), staticPass(pw))
 	if err != nil {
 		t.Fatal(err)
 	}

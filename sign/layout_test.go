@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
 // TestLayoutRoundTrip: signatures written to an OCI layout read back
@@ -27,7 +28,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	sigs, err := s.Sign(context.Background(), idx, repo,
-		WithSBOM(SBOM{Format: CycloneDXJSON, Document: []byte(`{"bomFormat":"CycloneDX","specVersion":"1.6","version":1}`)}))
+		WithSBOM(SBOM{Format: vocab.SBOMCycloneDX, Document: []byte(`{"bomFormat":"CycloneDX","specVersion":"1.6","version":1}`)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 		t.Errorf("layout index.json has %d manifests, want %d", got, want)
 	}
 
-	back, err := ReadLayout(dir)
+	back, err := readLayout(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	v, err := Verify(context.Background(), repo.Tag("v1"), Policy{Keys: []*PublicKey{pub}, RequireAttestations: []string{KindSBOM}})
+	v, err := Verify(context.Background(), repo.Tag("v1"), Policy{Keys: []*PublicKey{pub}, RequireAttestations: []string{vocab.KindSBOM}})
 	if err != nil {
 		t.Fatalf("Verify after publishing from layout: %v", err)
 	}
@@ -146,11 +147,11 @@ func TestReadLayoutRejectsTampering(t *testing.T) {
 	if err != nil || !corrupted {
 		t.Fatalf("corrupting layout: %v (found payload: %v)", err, corrupted)
 	}
-	if _, err := ReadLayout(dir); err == nil {
-		t.Error("ReadLayout accepted a corrupted signature blob")
+	if _, err := readLayout(dir, nil); err == nil {
+		t.Error("readLayout accepted a corrupted signature blob")
 	}
-	if _, err := ReadLayout(t.TempDir()); err == nil {
-		t.Error("ReadLayout of an empty directory succeeded")
+	if _, err := readLayout(t.TempDir(), nil); err == nil {
+		t.Error("readLayout of an empty directory succeeded")
 	}
 }
 
@@ -193,8 +194,8 @@ func TestReadLayoutFor(t *testing.T) {
 		}
 		digests = append(digests, sigs.Digest().String())
 	}
-	if _, err := ReadLayout(dir); err == nil {
-		t.Fatal("ReadLayout accepted the signatures of two indexes")
+	if _, err := readLayout(dir, nil); err == nil {
+		t.Fatal("readLayout accepted the signatures of two indexes")
 	}
 	for _, d := range digests {
 		h, _ := v1.NewHash(d)

@@ -22,14 +22,6 @@ import (
 	"github.com/slipway-build/slipway/scan"
 )
 
-// Signer signs an image index assembled locally, before anything is pushed.
-type Signer interface {
-	// Sign signs idx and each of its child manifests for publication in
-	// repo, and makes the attestations opts ask for. It reads idx and calls
-	// the key; it does no registry I/O.
-	Sign(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts ...SignOption) (*Signatures, error)
-}
-
 // Keyed signs with one private key: cosign "simple signing" payloads for
 // image signatures and DSSE envelopes for in-toto attestations. It never
 // uploads to a transparency log and never asks Fulcio for a certificate.
@@ -38,9 +30,7 @@ type Keyed struct {
 	log *slog.Logger
 }
 
-var _ Signer = (*Keyed)(nil)
-
-// NewKeyed returns a Signer that signs with key. Of opts, only WithLogger
+// NewKeyed returns a Keyed that signs with key. Of opts, only WithLogger
 // applies.
 func NewKeyed(key *PrivateKey, opts ...Option) (*Keyed, error) {
 	if key == nil {
@@ -84,7 +74,9 @@ func WithProvenance(p Provenance) SignOption {
 	return func(r *signRequest) { r.provenance = &p }
 }
 
-// Sign implements Signer. Signatures cover the index digest and every child
+// Sign signs idx and each of its child manifests for publication in repo,
+// and makes the attestations opts ask for. It reads idx and calls the key;
+// it does no registry I/O. Signatures cover the index digest and every child
 // manifest digest; attestations are made about the index digest only (it
 // pins every platform manifest, and it is the digest verifiers are given).
 func (k *Keyed) Sign(ctx context.Context, idx v1.ImageIndex, repo name.Repository, opts ...SignOption) (*Signatures, error) {

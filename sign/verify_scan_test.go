@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
 // Issue 9 item 1: a trusted key may be given as the PEM text itself.
@@ -41,7 +42,7 @@ func TestVerdictReportsScan(t *testing.T) {
 	d := pushIndex(t, repo, "v1", idx)
 	finished := time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second)
 	signAndWrite(t, key, idx, repo, WithVulnReport(testReport(t, idx, finished, scan.SeverityLow)))
-	v, err := Verify(context.Background(), d, Policy{Keys: []*PublicKey{key.Public()}, RequireAttestations: []string{KindVuln}, MaxScanAge: 24 * time.Hour})
+	v, err := Verify(context.Background(), d, Policy{Keys: []*PublicKey{key.Public()}, RequireAttestations: []string{vocab.KindVuln}, MaxScanAge: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestVerdictReportsScan(t *testing.T) {
 		t.Fatalf("scan = %+v, want finished %s, max age 24h", v.Scan, finished)
 	}
 	// Off: still reported, without a window.
-	v, err = Verify(context.Background(), d, Policy{Keys: []*PublicKey{key.Public()}, RequireAttestations: []string{KindVuln}})
+	v, err = Verify(context.Background(), d, Policy{Keys: []*PublicKey{key.Public()}, RequireAttestations: []string{vocab.KindVuln}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 
 	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
 // TestSignWriteVerify is the whole flow against Debian's docker-registry:
@@ -36,7 +37,7 @@ func TestSignWriteVerify(t *testing.T) {
 	ann := map[string]string{"commit": strings.Repeat("c", 40), "target": "app"}
 	sigs := signAndWrite(t, key, idx, repo,
 		WithAnnotations(ann),
-		WithSBOM(SBOM{Format: SPDXJSON, Document: []byte(testSPDX)}),
+		WithSBOM(SBOM{Format: vocab.SBOMSPDXJSON, Document: []byte(testSPDX)}),
 		WithVulnReport(testReport(t, idx, time.Now().Add(-time.Hour), scan.SeverityHigh)),
 		WithProvenance(testProvenance()))
 
@@ -50,7 +51,7 @@ func TestSignWriteVerify(t *testing.T) {
 
 	pol := Policy{
 		Keys:                []*PublicKey{pub},
-		RequireAttestations: []string{KindSBOM, KindVuln, KindProvenance},
+		RequireAttestations: []string{vocab.KindSBOM, vocab.KindVuln, vocab.KindProvenance},
 		MaxSeverity:         scan.SeverityCritical,
 		MaxScanAge:          24 * time.Hour,
 		AllowedBaseDigests:  []v1.Hash{baseDigest},
@@ -69,7 +70,7 @@ func TestSignWriteVerify(t *testing.T) {
 	for _, a := range v.Attestations {
 		kinds[a.Kind] = a.KeyID == pub.ID()
 	}
-	for _, k := range []string{KindSBOM, KindVuln, KindProvenance} {
+	for _, k := range []string{vocab.KindSBOM, vocab.KindVuln, vocab.KindProvenance} {
 		if !kinds[k] {
 			t.Errorf("attestation %s not reported as verified: %+v", k, v.Attestations)
 		}
@@ -218,7 +219,7 @@ func TestResignIsIdempotent(t *testing.T) {
 	key := testKey(t, "cosign")
 	opts := func(finished time.Time) []SignOption {
 		return []SignOption{
-			WithSBOM(SBOM{Format: SPDXJSON, Document: []byte(testSPDX)}),
+			WithSBOM(SBOM{Format: vocab.SBOMSPDXJSON, Document: []byte(testSPDX)}),
 			WithVulnReport(testReport(t, idx, finished, scan.SeverityLow)),
 		}
 	}
@@ -268,7 +269,7 @@ func TestVerifyDenials(t *testing.T) {
 	host := realRegistry(t)
 	key, pub, otherPub := testKey(t, "cosign"), testPub(t, "cosign"), testPub(t, "other")
 	now := time.Now()
-	sbom := WithSBOM(SBOM{Format: SPDXJSON, Document: []byte(testSPDX)})
+	sbom := WithSBOM(SBOM{Format: vocab.SBOMSPDXJSON, Document: []byte(testSPDX)})
 
 	for _, tc := range []struct {
 		name string
@@ -369,7 +370,7 @@ func TestVerifyDenials(t *testing.T) {
 			signAndWrite(t, key, idx, repo, sbom)
 			return repo.Tag("v1")
 		},
-		pol:  Policy{Keys: []*PublicKey{pub}, RequireAttestations: []string{KindSBOM, KindProvenance}},
+		pol:  Policy{Keys: []*PublicKey{pub}, RequireAttestations: []string{vocab.KindSBOM, vocab.KindProvenance}},
 		want: "required provenance attestation missing",
 	}, {
 		name: "attestation by an untrusted key",
@@ -380,7 +381,7 @@ func TestVerifyDenials(t *testing.T) {
 			signAndWrite(t, testKey(t, "other"), idx, repo, sbom)
 			return repo.Tag("v1")
 		},
-		pol:  Policy{Keys: []*PublicKey{pub}, RequireAttestations: []string{KindSBOM}},
+		pol:  Policy{Keys: []*PublicKey{pub}, RequireAttestations: []string{vocab.KindSBOM}},
 		want: "required sbom attestation missing",
 	}, {
 		name: "critical finding above max severity",
@@ -483,8 +484,8 @@ func TestVerifyRegistryErrorsFailClosed(t *testing.T) {
 	idx := testIndex(t)
 	d := pushIndex(t, repo, "v1", idx)
 	key, pub := testKey(t, "cosign"), testPub(t, "cosign")
-	signAndWrite(t, key, idx, repo, WithSBOM(SBOM{Format: SPDXJSON, Document: []byte(testSPDX)}))
-	pol := Policy{Keys: []*PublicKey{pub}, RequireAttestations: []string{KindSBOM}}
+	signAndWrite(t, key, idx, repo, WithSBOM(SBOM{Format: vocab.SBOMSPDXJSON, Document: []byte(testSPDX)}))
+	pol := Policy{Keys: []*PublicKey{pub}, RequireAttestations: []string{vocab.KindSBOM}}
 	if _, err := Verify(context.Background(), repo.Tag("v1"), pol); err != nil {
 		t.Fatalf("Verify without failures: %v", err)
 	}
@@ -595,18 +596,18 @@ func TestSecretsStayOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := writeFile(t, "cosign.key", priv)
-	_, err = LoadPrivateKey(path, staticPass(wrongSentinel))
+	_, err = LoadPrivateKeyContext(context.Background(), path, staticPass(wrongSentinel))
 	if !errors.Is(err, ErrWrongPassword) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	errs = append(errs, err.Error())
 	t.Setenv("SLIPWAY_SENTINEL_KEY", string(priv))
-	_, err = LoadPrivateKey("env://SLIPWAY_SENTINEL_KEY", staticPass(wrongSentinel))
+	_, err = LoadPrivateKeyContext(context.Background(), "env://SLIPWAY_SENTINEL_KEY", staticPass(wrongSentinel))
 	errs = append(errs, err.Error())
-	_, err = LoadPrivateKey(path, func(bool) ([]byte, error) { return nil, errors.New("no terminal") })
+	_, err = LoadPrivateKeyContext(context.Background(), path, func(bool) ([]byte, error) { return nil, errors.New("no terminal") })
 	errs = append(errs, err.Error())
 
-	key, err := LoadPrivateKey(path, staticPass(sentinel))
+	key, err := LoadPrivateKeyContext(context.Background(), path, staticPass(sentinel))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func readFile(t *testing.T, p string) []byte {
 func pushSigned(t *testing.T, host, repo, key string, scanned time.Time) name.Digest {
 	t.Helper()
 	ctx := context.Background()
-	k, err := sign.LoadPrivateKey(testKeyFile(t, key+".key"), func(bool) ([]byte, error) { return []byte("slipway-test-password"), nil })
+	k, err := sign.LoadPrivateKeyContext(context.Background(), testKeyFile(t, key+".key"), func(bool) ([]byte, error) { return []byte("slipway-test-password"), nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func TestLayering(t *testing.T) {
 		trivy  = "github.com/aquasecurity/trivy"
 		cosign = "github.com/sigstore/cosign/v2"
 	)
-	pkgs := list(t, "./build", "./publish", "./pipeline", "./scan", "./scan/trivy", "./sign", "./resolve")
+	pkgs := list(t, "./build", "./publish", "./pipeline", "./scan", "./scan/trivy", "./sign", "./sign/stage", "./sign/vocab", "./resolve")
 	for name, p := range pkgs {
 		// No viper anywhere below cmd/, not even transitively.
 		if d := hasDep(p, viper); d != "" {
@@ -81,21 +81,31 @@ func TestLayering(t *testing.T) {
 	// These stay free of cobra even transitively. (sign and scan/trivy get
 	// it through cosign's relic and Trivy's docker/kubectl dependencies,
 	// which register flags in their own packages; they never see ours.)
-	for _, name := range []string{"build", "publish", "pipeline", "scan", "resolve"} {
+	for _, name := range []string{"build", "publish", "pipeline", "scan", "sign/vocab", "resolve"} {
 		if d := hasDep(pkgs[name], cobra); d != "" {
 			t.Errorf("%s depends on %s", name, d)
 		}
 	}
-	// Trivy only in scan/trivy.
-	for _, name := range []string{"build", "publish", "pipeline", "scan", "sign", "resolve"} {
+	// Trivy only in scan/trivy (the signing stage gets SBOMs through its
+	// own SBOMMaker interface).
+	for _, name := range []string{"build", "publish", "pipeline", "scan", "sign", "sign/stage", "sign/vocab", "resolve"} {
 		if d := hasDep(pkgs[name], trivy); d != "" {
 			t.Errorf("%s depends on %s (Trivy belongs in scan/trivy only)", name, d)
 		}
 	}
-	// cosign only in sign.
-	for _, name := range []string{"build", "publish", "pipeline", "scan", "resolve"} {
+	// cosign only in sign (and sign/stage, through it).
+	for _, name := range []string{"build", "publish", "pipeline", "scan", "sign/vocab", "resolve"} {
 		if d := hasDep(pkgs[name], cosign); d != "" {
 			t.Errorf("%s depends on %s (cosign belongs in sign only)", name, d)
 		}
+	}
+}
+
+// TestVocabImportsNothing: sign/vocab is the vocabulary every layer shares
+// (pipeline validates configuration with it), so it may depend on nothing.
+func TestVocabImportsNothing(t *testing.T) {
+	p := list(t, "./sign/vocab")["sign/vocab"]
+	if len(p.Imports) != 0 {
+		t.Errorf("sign/vocab imports %v", p.Imports)
 	}
 }

@@ -13,12 +13,13 @@ import (
 	"github.com/aquasecurity/trivy/pkg/sbom/spdx"
 	"github.com/aquasecurity/trivy/pkg/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/slipway-build/slipway/sign/vocab"
 )
 
-// SBOM formats.
+// SBOM formats, as configuration names them.
 const (
-	FormatSPDXJSON  = "spdx-json" // SPDX 2.3 JSON
-	FormatCycloneDX = "cyclonedx" // CycloneDX JSON
+	FormatSPDXJSON  = vocab.SBOMSPDXJSON  // SPDX 2.3 JSON
+	FormatCycloneDX = vocab.SBOMCycloneDX // CycloneDX JSON
 )
 
 // SBOM returns a software bill of materials of every platform of idx in

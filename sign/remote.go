@@ -1,0 +1,168 @@
+package sign
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
+	cremote "github.com/sigstore/cosign/v2/pkg/cosign/remote"
+	"github.com/sigstore/cosign/v2/pkg/oci"
+	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+	"github.com/sigstore/sigstore/pkg/signature"
+	sdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
+)
+
+// WriteRemote writes the signatures and attestations into repo, at the tags
+// cosign reads ("sha256-<hex>.sig" and ".att"), merging with what is there.
+// It is idempotent: a signature that the same key already made over the same
+// payload is not added again, and an attestation replaces any earlier one of
+// the same predicate type made by the same key (others' attestations stay).
+// The images the signatures refer to must be written first. opts are passed
+// to go-containerregistry unchanged (include authentication there).
+func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, opts ...remote.Option) error {
+	if sigs == nil || sigs.key == nil {
+		return errors.New("writing signatures: nothing to write")
+	}
+	ropts := append(slices.Clone(opts), remote.WithContext(ctx))
+	oopts := []ociremote.Option{ociremote.WithRemoteOptions(ropts...)}
+	dd := cremote.NewDupeDetector(sigs.key.verifier)
+	for _, s := range sigs.subjects {
+		d := repo.Digest(s.Digest.String())
+		if len(s.Signatures) > 0 {
+			se := ociremote.SignedUnknown(d, oopts...)
+			var err error
+			for _, sig := range s.Signatures {
+				if se, err = mutate.AttachSignatureToEntity(se, sig, mutate.WithDupeDetector(dd)); err != nil {
+					return fmt.Errorf("attaching signature to %s: %w", d, err)
+				}
+			}
+			if err := ociremote.WriteSignatures(repo, se, oopts...); err != nil {
+				return fmt.Errorf("writing signatures of %s: %w", d, err)
+			}
+		}
+		if len(s.Attestations) > 0 {
+			se := ociremote.SignedUnknown(d, oopts...)
+			current, err := se.Attestations()
+			if err != nil {
+				return fmt.Errorf("reading attestations of %s: %w", d, err)
+			}
+			existing, err := current.Get()
+			if err != nil {
+				return fmt.Errorf("reading attestations of %s: %w", d, err)
+			}
+			added := 0
+			for _, att := range s.Attestations {
+				if sameStatementSigned(ctx, existing, att, sigs.key.verifier) {
+					// Already attested by this key, word for word: leave it,
+					// so an unchanged rerun writes nothing.
+					continue
+				}
+				added++
+				pt, err := attestationPredicateType(att)
+				if err != nil {
+					return fmt.Errorf("attaching attestation to %s: %w", d, err)
+				}
+				ro := &replaceOwn{ctx: ctx, predicateType: pt, verifier: sigs.key.verifier}
+				if se, err = mutate.AttachAttestationToEntity(se, att, mutate.WithReplaceOp(ro)); err != nil {
+					return fmt.Errorf("attaching attestation to %s: %w", d, err)
+				}
+			}
+			if added == 0 {
+				continue
+			}
+			if err := ociremote.WriteAttestations(repo, se, oopts...); err != nil {
+				return fmt.Errorf("writing attestations of %s: %w", d, err)
+			}
+		}
+	}
+	return nil
+}
+
+// sameStatementSigned reports whether existing holds an attestation, signed
+// by verifier's key, of exactly the statement att carries.
+func sameStatementSigned(ctx context.Context, existing []oci.Signature, att oci.Signature, verifier signature.Verifier) bool {
+	want, err := statementBytes(att)
+	if err != nil {
+		return false
+	}
+	ro := &replaceOwn{ctx: ctx, verifier: verifier}
+	for _, e := range existing {
+		got, err := statementBytes(e)
+		if err != nil || !bytes.Equal(got, want) {
+			continue
+		}
+		pt, err := attestationPredicateType(e)
+		if err != nil {
+			continue
+		}
+		ro.predicateType = pt
+		if ro.ours(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// replaceOwn is a mutate.ReplaceOp: it drops existing attestations of one
+// predicate type that verify with the signer's key, then appends the new one.
+// Unlike cosign's own ReplaceOp, attestations by other keys are kept.
+type replaceOwn struct {
+	ctx           context.Context
+	predicateType string
+	verifier      signature.Verifier
+}
+
+var _ mutate.ReplaceOp = (*replaceOwn)(nil)
+
+// Replace implements mutate.ReplaceOp.
+func (r *replaceOwn) Replace(base oci.Signatures, o oci.Signature) (oci.Signatures, error) {
+	existing, err := base.Get()
+	if err != nil {
+		return nil, err
+	}
+	keep := make([]oci.Signature, 0, len(existing)+1)
+	for _, s := range existing {
+		if r.ours(s) {
+			continue
+		}
+		keep = append(keep, s)
+	}
+	return &signatureList{Signatures: base, sigs: append(keep, o)}, nil
+}
+
+// ours reports whether s is an attestation of r.predicateType signed by r's key.
+func (r *replaceOwn) ours(s oci.Signature) bool {
+	p, err := s.Payload()
+	if err != nil {
+		return false
+	}
+	var env ssldsse.Envelope
+	if err := json.Unmarshal(p, &env); err != nil {
+		return false
+	}
+	ev, err := ssldsse.NewEnvelopeVerifier(&sdsse.VerifierAdapter{SignatureVerifier: r.verifier})
+	if err != nil {
+		return false
+	}
+	if _, err := ev.Verify(r.ctx, &env); err != nil {
+		return false
+	}
+	st, err := decodeEnvelopeStatement(p)
+	return err == nil && st.PredicateType == r.predicateType
+}
+
+// signatureList is an oci.Signatures whose Get returns a fixed list.
+type signatureList struct {
+	oci.Signatures
+	sigs []oci.Signature
+}
+
+// Get implements oci.Signatures.
+func (l *signatureList) Get() ([]oci.Signature, error) { return l.sigs, nil }
