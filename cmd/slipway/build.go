@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/internal/cachedir"
 	"github.com/slipway-build/slipway/pipeline"
@@ -98,7 +99,19 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 	if err != nil {
 		return lc.withFile(err)
 	}
-	st, err := buildStages(lc, log)
+	var popts []publish.Option
+	if f.push {
+		if p, wait := uploadProgress(g); p != nil {
+			popts = append(popts, publish.WithProgress(p))
+			defer wait()
+		}
+	}
+	reg, err := newRegistry(lc, popts...)
+	if err != nil {
+		return err
+	}
+	ropts := reg.RemoteOptions(context.Background())
+	st, err := buildStages(lc, ropts, log)
 	if err != nil {
 		return err
 	}
@@ -134,20 +147,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 		}
 	}
 	if signOn {
-		if st.Signer, err = newSigner(ctx, lc, log); err != nil {
+		if st.Signer, err = newSigner(ctx, lc, ropts, log); err != nil {
 			return err
 		}
 	}
 	if f.push {
-		var popts []publish.Option
-		if p, wait := uploadProgress(g); p != nil {
-			popts = append(popts, publish.WithProgress(p))
-			defer wait()
-		}
-		reg, err := registry(lc.Config, lc.Jobs, popts...)
-		if err != nil {
-			return err
-		}
 		st.Destination = &pipeline.RegistryDestination{Registry: reg}
 	} else {
 		l, err := publish.NewLayout(lc.OCILayout)
@@ -194,8 +198,9 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 	return err
 }
 
-// buildStages makes the resolve and build stages shared by build and run.
-func buildStages(lc *loadedConfig, log *slog.Logger) (pipeline.Stages, error) {
+// buildStages makes the resolve and build stages shared by build and run;
+// ropts are the command's options for registry reads.
+func buildStages(lc *loadedConfig, ropts []remote.Option, log *slog.Logger) (pipeline.Stages, error) {
 	jobs := lc.Jobs
 	if jobs == 0 {
 		jobs = runtime.NumCPU()
@@ -207,10 +212,6 @@ func buildStages(lc *loadedConfig, log *slog.Logger) (pipeline.Stages, error) {
 	b, err := build.New(build.WithJobs(jobs), build.WithCACertificates(lc.CACertificates), build.WithBinaryCache(cache), build.WithLogger(log))
 	if err != nil {
 		return pipeline.Stages{}, &pipeline.ConfigError{File: lc.File, Key: "ca_certificates", Msg: err.Error()}
-	}
-	ropts, err := remoteOptions(lc.Config, jobs)
-	if err != nil {
-		return pipeline.Stages{}, err
 	}
 	verify, err := baseVerifier(lc, ropts, log)
 	if err != nil {

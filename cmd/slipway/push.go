@@ -5,15 +5,12 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/publish"
 	"github.com/spf13/cobra"
 )
-
-// layoutSignatures reads signatures stored in a layout; set by the signing
-// support when linked in.
-var layoutSignatures func(dir string) pipeline.LayoutSignatures
 
 func newPushCmd(g *globalFlags) *cobra.Command {
 	var repository, imageRefs string
@@ -42,7 +39,7 @@ func newPushCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			reg, err := registry(lc.Config, lc.Jobs)
+			reg, err := newRegistry(lc)
 			if err != nil {
 				return err
 			}
@@ -50,9 +47,8 @@ func newPushCmd(g *globalFlags) *cobra.Command {
 			repoFor := func(target string) (name.Repository, error) {
 				return pipeline.TargetRepository(lc.Repository, target, allowInsecure)
 			}
-			var sigs pipeline.LayoutSignatures
-			if layoutSignatures != nil {
-				sigs = layoutSignatures(dir)
+			sigs := func(_ string, digest v1.Hash) (pipeline.Signatures, error) {
+				return readLayoutSignatures(dir, digest)
 			}
 			res, err := pipeline.PushLayout(cmd.Context(), l, reg, repoFor, sigs, args[1:])
 			if werr := printRefs(res, imageRefs); werr != nil && err == nil {

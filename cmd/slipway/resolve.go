@@ -111,7 +111,3 @@ func resolveOne(cmd *cobra.Command, f string, refs map[string]string) error {
 	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d reference(s) resolved\n", f, n)
 	return nil
 }
-
-func init() {
-	extraCommands = append(extraCommands, newResolveCmd)
-}

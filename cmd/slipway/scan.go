@@ -246,7 +246,7 @@ func loadImage(ctx context.Context, lc *loadedConfig, ref string) (string, v1.Im
 	if err != nil {
 		return "", nil, nil, &usageError{fmt.Errorf("parsing image reference %q: %w", ref, err)}
 	}
-	ropts, err := remoteOptions(lc.Config, lc.Jobs)
+	ropts, err := readOptions(lc)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -283,7 +283,7 @@ func newDBCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ropts, err := remoteOptions(lc.Config, lc.Jobs)
+			ropts, err := readOptions(lc)
 			if err != nil {
 				return err
 			}
@@ -345,8 +345,4 @@ func printDBStatus(w io.Writer, dir string, st trivy.DBStatus) {
 	if !st.DownloadedAt.IsZero() {
 		fmt.Fprintf(w, "downloaded at:  %s\n", st.DownloadedAt.UTC().Format(time.RFC3339))
 	}
-}
-
-func init() {
-	extraCommands = append(extraCommands, newScanCmd, newDBCmd)
 }

@@ -88,16 +88,12 @@ type signerStage struct {
 }
 
 // newSigner makes the signing stage from the sign config.
-func newSigner(ctx context.Context, lc *loadedConfig, log *slog.Logger) (pipeline.Signer, error) {
+func newSigner(ctx context.Context, lc *loadedConfig, ropts []remote.Option, log *slog.Logger) (pipeline.Signer, error) {
 	key, err := loadKey(ctx, lc)
 	if err != nil {
 		return nil, err
 	}
 	keyed, err := sign.NewKeyed(key, sign.WithLogger(log))
-	if err != nil {
-		return nil, err
-	}
-	ropts, err := remoteOptions(lc.Config, lc.Jobs)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +370,7 @@ signed: a tag could move between reading and signing.`,
 			if err != nil {
 				return err
 			}
-			ropts, err := remoteOptions(lc.Config, lc.Jobs)
+			ropts, err := readOptions(lc)
 			if err != nil {
 				return err
 			}
@@ -458,7 +454,7 @@ the policy is invalid.`,
 			if err != nil {
 				return &usageError{fmt.Errorf("parsing image reference %q: %w", args[0], err)}
 			}
-			ropts, err := remoteOptions(lc.Config, lc.Jobs)
+			ropts, err := readOptions(lc)
 			if err != nil {
 				return err
 			}
@@ -589,13 +585,4 @@ func readLayoutSignatures(dir string, digest v1.Hash) (pipeline.Signatures, erro
 		return nil, err
 	}
 	return &signatures{sigs: sigs}, nil
-}
-
-func init() {
-	extraCommands = append(extraCommands, newKeygenCmd, newSignCmd, newVerifyCmd)
-	layoutSignatures = func(dir string) pipeline.LayoutSignatures {
-		return func(target string, digest v1.Hash) (pipeline.Signatures, error) {
-			return readLayoutSignatures(dir, digest)
-		}
-	}
 }
