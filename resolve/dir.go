@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// FileResult is what ResolveDir did to one file.
+// FileResult is what Dir did to one file.
 type FileResult struct {
 	// Path is the file's path: dir joined with its path under dir.
 	Path string
@@ -16,7 +16,7 @@ type FileResult struct {
 	Changed int
 }
 
-// ResolveDir resolves every *.yaml and *.yml file under dir, recursively, and
+// Dir resolves every *.yaml and *.yml file under dir, recursively, and
 // rewrites in place the files that changed (see Resolve). Directories whose
 // name starts with "." and files that are not regular files (symlinks, for
 // one) are skipped.
@@ -28,7 +28,7 @@ type FileResult struct {
 // are in lexical path order, one per file, changed or not; if a write fails,
 // they stop before the file that failed, and the files they list as changed
 // were written.
-func ResolveDir(dir string, refs map[string]string) ([]FileResult, error) {
+func Dir(dir string, refs map[string]string) ([]FileResult, error) {
 	idx, err := newIndex(refs)
 	if err != nil {
 		return nil, err

@@ -81,6 +81,3 @@ func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, e
 	}
 	return r, nil
 }
-
-// Unwrap returns the wrapped scanner.
-func (c *cachedScanner) Unwrap() Scanner { return c.inner }

@@ -186,7 +186,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 		}
 	}
 	if f.resolveDir != "" && err == nil && f.push {
-		if _, rerr := resolve.ResolveDir(f.resolveDir, refsOf(res)); rerr != nil {
+		if _, rerr := resolve.Dir(f.resolveDir, refsOf(res)); rerr != nil {
 			err = fmt.Errorf("resolving %s: %w", f.resolveDir, rerr)
 		}
 	} else if f.resolveDir != "" {

@@ -172,7 +172,7 @@ func (s *signerStage) sbom(ctx context.Context, res *build.Result) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, strings.ReplaceAll(res.Digest.String(), ":", "-")+"."+s.lc.Sign.SBOMFormat+"."+trivy.TrivyVersion()+".json")
+	path := filepath.Join(dir, strings.ReplaceAll(res.Digest.String(), ":", "-")+"."+s.lc.Sign.SBOMFormat+"."+trivy.Version()+".json")
 	if b, err := os.ReadFile(path); err == nil && json.Valid(b) {
 		return b, nil
 	}

@@ -84,13 +84,9 @@ type DBStatus struct {
 	Age time.Duration
 }
 
-// Status reads the DB metadata in dir (Trivy's cache layout). It returns a
-// *DBError when the DB is missing, unreadable or of another schema version;
-// it does not judge the age.
-func Status(dir string) (DBStatus, error) {
-	return status(dir, time.Now())
-}
-
+// status reads the DB metadata in dir (Trivy's cache layout) as of now. It
+// returns a *DBError when the DB is missing, unreadable or of another
+// schema version; it does not judge the age.
 func status(dir string, now time.Time) (DBStatus, error) {
 	st := DBStatus{Dir: dir}
 	if _, err := os.Stat(db.Path(filepath.Join(dir, "db"))); err != nil {

@@ -221,21 +221,7 @@ func New(opts ...Option) (*Scanner, error) {
 		return nil, fmt.Errorf("trivy scanner: %w", err)
 	}
 	routeTrivyLogs(o.log)
-	return &Scanner{o: o, cache: c, version: trivyVersion()}, nil
-}
-
-func trivyVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == TrivyModule {
-				if d.Replace != nil && d.Replace.Version != "" {
-					return d.Replace.Version
-				}
-				return d.Version
-			}
-		}
-	}
-	return "v0.74.0" // test binaries carry no dependency versions
+	return &Scanner{o: o, cache: c, version: Version()}, nil
 }
 
 // CheckDB checks the scanner's DB as a scan would: missing, wrong schema
