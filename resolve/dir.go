@@ -2,10 +2,13 @@ package resolve
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/slipway-build/slipway/internal/atomicfile"
 )
 
 // FileResult is what Dir did to one file.
@@ -112,36 +115,24 @@ func (idx *index) rewrite(paths []string) ([]FileResult, error) {
 		if todo[i].out == nil {
 			continue
 		}
-		if err := writeAtomic(p, todo[i].out, todo[i].mode); err != nil {
-			return results[:i], fmt.Errorf("writing %s: %w", p, err)
+		if err := writeSynced(p, todo[i].out, todo[i].mode); err != nil {
+			return results[:i], err
 		}
 	}
 	return results, nil
 }
 
-// writeAtomic replaces the file at path by data, with permissions mode.
-func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".slipway-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+// writeSynced replaces the file at path by data, with permissions mode,
+// atomically; the data reaches the disk before the rename, since these are
+// the user's files, not a cache.
+func writeSynced(path string, data []byte, mode fs.FileMode) error {
+	return atomicfile.Write(path, mode.Perm(), func(w io.Writer) error {
+		if _, err := w.Write(data); err != nil {
+			return err
 		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(mode.Perm()); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+		if f, ok := w.(interface{ Sync() error }); ok {
+			return f.Sync()
+		}
+		return nil
+	})
 }

@@ -84,6 +84,17 @@ type DBStatus struct {
 	Age time.Duration
 }
 
+// DefaultDBDir is where the DB is when scan.db.dir is not set: Trivy's
+// default cache dir ($XDG_CACHE_HOME/trivy, usually ~/.cache/trivy), so
+// slipway and the trivy CLI share one DB.
+func DefaultDBDir() (string, error) {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("default cache dir: %w", err)
+	}
+	return filepath.Join(base, "trivy"), nil
+}
+
 // status reads the DB metadata in dir (Trivy's cache layout) as of now. It
 // returns a *DBError when the DB is missing, unreadable or of another
 // schema version; it does not judge the age.

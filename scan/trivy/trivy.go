@@ -60,9 +60,6 @@ const TrivyModule = "github.com/aquasecurity/trivy"
 // before the scan cannot judge with it.
 const maxDBClockSkew = time.Hour
 
-// DefaultMaxAge is the default maximum age of the vulnerability DB.
-const DefaultMaxAge = 168 * time.Hour
-
 // Default limits on decompressed layer bytes read by one scan of one
 // platform image: a gzip bomb in a base layer fails the scan instead of
 // running for hours or filling the temp dir.
@@ -123,7 +120,7 @@ func WithCacheDir(dir string) Option {
 }
 
 // WithMaxAge sets the maximum age of the DB, measured from its UpdatedAt.
-// Default: DefaultMaxAge (168h). Zero disables the age check.
+// Default: scan.DefaultDBMaxAge (168h). Zero disables the age check.
 func WithMaxAge(d time.Duration) Option {
 	return func(o *options) error {
 		if d < 0 {
@@ -197,24 +194,26 @@ func WithMaxDecompressed(perLayer, perImage int64) Option {
 // checks it (missing, schema, age) so a long-lived Scanner notices a DB
 // that went stale or was replaced.
 func New(opts ...Option) (*Scanner, error) {
-	o := options{maxAge: DefaultMaxAge, log: discard(), now: time.Now, parallel: runtime.GOMAXPROCS(0),
+	o := options{maxAge: scan.DefaultDBMaxAge, log: discard(), now: time.Now, parallel: runtime.GOMAXPROCS(0),
 		maxLayerBytes: DefaultMaxLayerBytes, maxImageBytes: DefaultMaxImageBytes}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, fmt.Errorf("trivy scanner: %w", err)
 		}
 	}
-	if o.dbDir == "" || o.cacheDir == "" {
+	if o.dbDir == "" {
+		dir, err := DefaultDBDir()
+		if err != nil {
+			return nil, fmt.Errorf("trivy scanner: %w", err)
+		}
+		o.dbDir = dir
+	}
+	if o.cacheDir == "" {
 		base, err := os.UserCacheDir()
 		if err != nil {
 			return nil, fmt.Errorf("trivy scanner: default cache dir: %w", err)
 		}
-		if o.dbDir == "" {
-			o.dbDir = filepath.Join(base, "trivy")
-		}
-		if o.cacheDir == "" {
-			o.cacheDir = filepath.Join(base, "slipway", "scan")
-		}
+		o.cacheDir = filepath.Join(base, "slipway", "scan")
 	}
 	c, err := newLayerCache(o.cacheDir)
 	if err != nil {
