@@ -84,16 +84,9 @@ func (s *Scanner) CheckDB() (DBStatus, error) {
 // version, each listing the platforms it occurs in. Nested indexes are
 // followed; attestation manifests (platform unknown/unknown) are skipped.
 func (s *Scanner) Scan(ctx context.Context, idx v1.ImageIndex) (*scan.Report, error) {
-	digest, err := idx.Digest()
+	digest, imgs, err := indexImages(idx)
 	if err != nil {
-		return nil, fmt.Errorf("index digest: %w", err)
-	}
-	var imgs []platformImage
-	if err := collectImages(idx, &imgs); err != nil {
 		return nil, err
-	}
-	if len(imgs) == 0 {
-		return nil, errors.New("index has no platform images")
 	}
 	return s.scan(ctx, digest.String(), imgs)
 }
@@ -116,6 +109,22 @@ type platformImage struct {
 	img      v1.Image
 	platform string
 	digest   string
+}
+
+// indexImages is idx's digest and its platform images, at least one.
+func indexImages(idx v1.ImageIndex) (v1.Hash, []platformImage, error) {
+	digest, err := idx.Digest()
+	if err != nil {
+		return v1.Hash{}, nil, fmt.Errorf("index digest: %w", err)
+	}
+	var imgs []platformImage
+	if err := collectImages(idx, &imgs); err != nil {
+		return v1.Hash{}, nil, err
+	}
+	if len(imgs) == 0 {
+		return v1.Hash{}, nil, errors.New("index has no platform images")
+	}
+	return digest, imgs, nil
 }
 
 func collectImages(idx v1.ImageIndex, out *[]platformImage) error {
