@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -213,6 +214,8 @@ func buildStages(lc *loadedConfig, ropts []remote.Option, log *slog.Logger) (pip
 	if err != nil {
 		return pipeline.Stages{}, &pipeline.ConfigError{File: lc.File, Key: "ca_certificates", Msg: err.Error()}
 	}
+	// Base layers are read as many at a time as binaries are compiled.
+	ropts = append(slices.Clone(ropts), remote.WithJobs(jobs))
 	verify, err := baseVerifier(lc, ropts, log)
 	if err != nil {
 		return pipeline.Stages{}, err
