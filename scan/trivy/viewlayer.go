@@ -103,21 +103,8 @@ func (l *viewLayer) write(w io.Writer) error {
 	}
 
 	src := v.sources[l.index]
-	rc, err := src.layer.Uncompressed()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	ver := newDiffIDVerifier(rc, src.digest, src.diffID)
-	tr := tar.NewReader(ver)
-	for i := 0; ; i++ {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("layer %s: reading tar: %w", src.digest, err)
-		}
+	// The rest of the stream is verified before the archive ends.
+	err = src.walk(func(i int, h *tar.Header, r io.Reader) error {
 		e := indexEntryOf(h)
 		switch e.Type {
 		case entryHardlink:
@@ -132,7 +119,7 @@ func (l *viewLayer) write(w io.Writer) error {
 			if err := tw.WriteHeader(&tar.Header{Name: e.Path, Typeflag: tar.TypeReg, Mode: h.Mode, Size: h.Size, Format: tar.FormatPAX}); err != nil {
 				return err
 			}
-			if _, err := io.Copy(tw, tr); err != nil {
+			if _, err := io.Copy(tw, r); err != nil {
 				return fmt.Errorf("layer %s: %w", src.digest, err)
 			}
 		case entryWhiteout, entryOpaque:
@@ -141,9 +128,9 @@ func (l *viewLayer) write(w io.Writer) error {
 				return err
 			}
 		}
-	}
-	// Verify the rest of the stream before ending the archive.
-	if _, err := io.Copy(io.Discard, ver); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	return tw.Close()
@@ -192,42 +179,25 @@ func (v *layerView) extract(need []origin) (map[origin]fileContent, func(), erro
 	}
 	for li, entries := range byLayer {
 		src := v.sources[li]
-		err := func() error {
-			rc, err := src.layer.Uncompressed()
+		err := src.walk(func(i int, h *tar.Header, r io.Reader) error {
+			if !slices.Contains(entries, i) {
+				return nil
+			}
+			f, err := os.CreateTemp("", "slipway-linked-*")
 			if err != nil {
 				return err
 			}
-			defer rc.Close()
-			ver := newDiffIDVerifier(rc, src.digest, src.diffID)
-			tr := tar.NewReader(ver)
-			for i := 0; ; i++ {
-				h, err := tr.Next()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return fmt.Errorf("layer %s: reading tar: %w", src.digest, err)
-				}
-				if !slices.Contains(entries, i) {
-					continue
-				}
-				f, err := os.CreateTemp("", "slipway-linked-*")
-				if err != nil {
-					return err
-				}
-				files = append(files, f.Name())
-				n, err := io.Copy(f, tr)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				if err != nil {
-					return fmt.Errorf("layer %s: %w", src.digest, err)
-				}
-				out[origin{li, i}] = fileContent{path: f.Name(), mode: h.Mode, size: n}
+			files = append(files, f.Name())
+			n, err := io.Copy(f, r)
+			if cerr := f.Close(); err == nil {
+				err = cerr
 			}
-			_, err = io.Copy(io.Discard, ver)
-			return err
-		}()
+			if err != nil {
+				return fmt.Errorf("layer %s: %w", src.digest, err)
+			}
+			out[origin{li, i}] = fileContent{path: f.Name(), mode: h.Mode, size: n}
+			return nil
+		})
 		if err != nil {
 			cleanup()
 			return nil, nil, err
