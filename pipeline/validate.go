@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/slipway-build/slipway/build"
@@ -144,7 +143,7 @@ func (c *Config) Validate(file string) error {
 		return bad("scan.db.max_age", "must not be negative")
 	}
 	if c.Scan.DB.MaxAge == 0 {
-		c.Scan.DB.MaxAge = DefaultDBMaxAge
+		c.Scan.DB.MaxAge = scan.DefaultDBMaxAge
 	}
 	for i, r := range c.Scan.DB.Repositories {
 		ref, err := name.ParseReference(r)
@@ -192,9 +191,6 @@ func (c *Config) Validate(file string) error {
 	}
 	return nil
 }
-
-// DefaultDBMaxAge is the oldest vulnerability DB accepted by default.
-const DefaultDBMaxAge = 168 * time.Hour
 
 func checkBase(s string) error {
 	if s == build.Scratch || strings.HasPrefix(s, build.LayoutPrefix) {

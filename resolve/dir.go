@@ -2,13 +2,16 @@ package resolve
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/slipway-build/slipway/internal/atomicfile"
 )
 
-// FileResult is what ResolveDir did to one file.
+// FileResult is what Dir did to one file.
 type FileResult struct {
 	// Path is the file's path: dir joined with its path under dir.
 	Path string
@@ -16,7 +19,7 @@ type FileResult struct {
 	Changed int
 }
 
-// ResolveDir resolves every *.yaml and *.yml file under dir, recursively, and
+// Dir resolves every *.yaml and *.yml file under dir, recursively, and
 // rewrites in place the files that changed (see Resolve). Directories whose
 // name starts with "." and files that are not regular files (symlinks, for
 // one) are skipped.
@@ -28,7 +31,7 @@ type FileResult struct {
 // are in lexical path order, one per file, changed or not; if a write fails,
 // they stop before the file that failed, and the files they list as changed
 // were written.
-func ResolveDir(dir string, refs map[string]string) ([]FileResult, error) {
+func Dir(dir string, refs map[string]string) ([]FileResult, error) {
 	idx, err := newIndex(refs)
 	if err != nil {
 		return nil, err
@@ -112,36 +115,24 @@ func (idx *index) rewrite(paths []string) ([]FileResult, error) {
 		if todo[i].out == nil {
 			continue
 		}
-		if err := writeAtomic(p, todo[i].out, todo[i].mode); err != nil {
-			return results[:i], fmt.Errorf("writing %s: %w", p, err)
+		if err := writeSynced(p, todo[i].out, todo[i].mode); err != nil {
+			return results[:i], err
 		}
 	}
 	return results, nil
 }
 
-// writeAtomic replaces the file at path by data, with permissions mode.
-func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".slipway-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+// writeSynced replaces the file at path by data, with permissions mode,
+// atomically; the data reaches the disk before the rename, since these are
+// the user's files, not a cache.
+func writeSynced(path string, data []byte, mode fs.FileMode) error {
+	return atomicfile.Write(path, mode.Perm(), func(w io.Writer) error {
+		if _, err := w.Write(data); err != nil {
+			return err
 		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(mode.Perm()); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+		if f, ok := w.(interface{ Sync() error }); ok {
+			return f.Sync()
+		}
+		return nil
+	})
 }

@@ -65,7 +65,7 @@ func TestResolveDir(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got, err := ResolveDir(dir, testRefs)
+	got, err := Dir(dir, testRefs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestResolveDirAllOrNothing(t *testing.T) {
 				"z-bad.yaml":  tc.bad,
 			}
 			dir := writeTree(t, files)
-			_, err := ResolveDir(dir, testRefs)
+			_, err := Dir(dir, testRefs)
 			if err == nil {
 				t.Fatal("no error")
 			}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/slipway-build/slipway/internal/atomicfile"
 	"github.com/slipway-build/slipway/internal/cachedir"
 )
 
@@ -70,17 +71,7 @@ func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, e
 		return nil, err
 	}
 	if b, err := json.Marshal(r); err == nil {
-		if tmp, err := os.CreateTemp(c.dir, ".tmp-*"); err == nil {
-			_, werr := tmp.Write(b)
-			cerr := tmp.Close()
-			if werr == nil && cerr == nil {
-				_ = os.Rename(tmp.Name(), path)
-			}
-			os.Remove(tmp.Name())
-		}
+		_ = atomicfile.WriteBytes(path, 0o600, b) // a cache: a failed write only costs a rescan
 	}
 	return r, nil
 }
-
-// Unwrap returns the wrapped scanner.
-func (c *cachedScanner) Unwrap() Scanner { return c.inner }

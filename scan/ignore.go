@@ -14,7 +14,7 @@ import (
 
 	"github.com/bmatcuk/doublestar/v4"
 	"github.com/package-url/packageurl-go"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // IgnoreFile is a parsed ignore file in Trivy's .trivyignore.yaml format

@@ -14,6 +14,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
+// DefaultDBMaxAge is the oldest vulnerability DB a scan accepts by default
+// (scan.db.max_age), measured from the DB's UpdatedAt.
+const DefaultDBMaxAge = 168 * time.Hour
+
 // Scanner scans an image index assembled locally, every platform of it.
 type Scanner interface {
 	// Scan analyses every platform manifest of idx and returns one merged

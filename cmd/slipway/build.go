@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/internal/cachedir"
 	"github.com/slipway-build/slipway/pipeline"
@@ -98,7 +100,19 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 	if err != nil {
 		return lc.withFile(err)
 	}
-	st, err := buildStages(lc, log)
+	var popts []publish.Option
+	if f.push {
+		if p, wait := uploadProgress(g); p != nil {
+			popts = append(popts, publish.WithProgress(p))
+			defer wait()
+		}
+	}
+	reg, err := newRegistry(lc, popts...)
+	if err != nil {
+		return err
+	}
+	ropts := reg.RemoteOptions(context.Background())
+	st, err := buildStages(lc, ropts, log)
 	if err != nil {
 		return err
 	}
@@ -134,20 +148,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 		}
 	}
 	if signOn {
-		if st.Signer, err = newSigner(ctx, lc, log); err != nil {
+		if st.Signer, err = newSigner(ctx, lc, ropts, log); err != nil {
 			return err
 		}
 	}
 	if f.push {
-		var popts []publish.Option
-		if p, wait := uploadProgress(g); p != nil {
-			popts = append(popts, publish.WithProgress(p))
-			defer wait()
-		}
-		reg, err := registry(lc.Config, lc.Jobs, popts...)
-		if err != nil {
-			return err
-		}
 		st.Destination = &pipeline.RegistryDestination{Registry: reg}
 	} else {
 		l, err := publish.NewLayout(lc.OCILayout)
@@ -182,7 +187,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 		}
 	}
 	if f.resolveDir != "" && err == nil && f.push {
-		if _, rerr := resolve.ResolveDir(f.resolveDir, refsOf(res)); rerr != nil {
+		if _, rerr := resolve.Dir(f.resolveDir, refsOf(res)); rerr != nil {
 			err = fmt.Errorf("resolving %s: %w", f.resolveDir, rerr)
 		}
 	} else if f.resolveDir != "" {
@@ -194,8 +199,9 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 	return err
 }
 
-// buildStages makes the resolve and build stages shared by build and run.
-func buildStages(lc *loadedConfig, log *slog.Logger) (pipeline.Stages, error) {
+// buildStages makes the resolve and build stages shared by build and run;
+// ropts are the command's options for registry reads.
+func buildStages(lc *loadedConfig, ropts []remote.Option, log *slog.Logger) (pipeline.Stages, error) {
 	jobs := lc.Jobs
 	if jobs == 0 {
 		jobs = runtime.NumCPU()
@@ -208,10 +214,8 @@ func buildStages(lc *loadedConfig, log *slog.Logger) (pipeline.Stages, error) {
 	if err != nil {
 		return pipeline.Stages{}, &pipeline.ConfigError{File: lc.File, Key: "ca_certificates", Msg: err.Error()}
 	}
-	ropts, err := remoteOptions(lc.Config, jobs)
-	if err != nil {
-		return pipeline.Stages{}, err
-	}
+	// Base layers are read as many at a time as binaries are compiled.
+	ropts = append(slices.Clone(ropts), remote.WithJobs(jobs))
 	verify, err := baseVerifier(lc, ropts, log)
 	if err != nil {
 		return pipeline.Stages{}, err

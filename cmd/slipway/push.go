@@ -8,12 +8,9 @@ import (
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/publish"
+	"github.com/slipway-build/slipway/sign/stage"
 	"github.com/spf13/cobra"
 )
-
-// layoutSignatures reads signatures stored in a layout; set by the signing
-// support when linked in.
-var layoutSignatures func(dir string) pipeline.LayoutSignatures
 
 func newPushCmd(g *globalFlags) *cobra.Command {
 	var repository, imageRefs string
@@ -42,7 +39,7 @@ func newPushCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			reg, err := registry(lc.Config, lc.Jobs)
+			reg, err := newRegistry(lc)
 			if err != nil {
 				return err
 			}
@@ -50,10 +47,7 @@ func newPushCmd(g *globalFlags) *cobra.Command {
 			repoFor := func(target string) (name.Repository, error) {
 				return pipeline.TargetRepository(lc.Repository, target, allowInsecure)
 			}
-			var sigs pipeline.LayoutSignatures
-			if layoutSignatures != nil {
-				sigs = layoutSignatures(dir)
-			}
+			sigs := stage.LayoutSignatures(dir)
 			res, err := pipeline.PushLayout(cmd.Context(), l, reg, repoFor, sigs, args[1:])
 			if werr := printRefs(res, imageRefs); werr != nil && err == nil {
 				err = werr

@@ -20,14 +20,19 @@ var version = "devel"
 
 func userAgent() string { return "slipway/" + version }
 
-// registry is the publisher for pushes: credentials from Docker's config
-// and credential helpers, a bounded number of parallel uploads, and extra
-// CAs from SSL_CERT_FILE/SSL_CERT_DIR (Go's defaults) plus SLIPWAY_CA_FILE.
-func registry(c *pipeline.Config, jobs int, extra ...publish.Option) (*publish.Registry, error) {
+// newRegistry is a command's registry publisher, made once per command
+// and handed to every stage that reaches a registry (as crane's root
+// command makes its options once for all its subcommands): credentials
+// from Docker's config and credential helpers, a bounded number of
+// parallel uploads, and extra CAs from SSL_CERT_FILE/SSL_CERT_DIR (Go's
+// defaults) plus SLIPWAY_CA_FILE. Its RemoteOptions serve the command's
+// reads (bases, images to scan or verify) too.
+func newRegistry(lc *loadedConfig, extra ...publish.Option) (*publish.Registry, error) {
 	tr, err := transport()
 	if err != nil {
 		return nil, err
 	}
+	jobs := lc.Jobs
 	if jobs < 1 {
 		jobs = 4
 	}
@@ -38,9 +43,10 @@ func registry(c *pipeline.Config, jobs int, extra ...publish.Option) (*publish.R
 	}, extra...)...)
 }
 
-// remoteOptions are the options for reads (bases, images to scan or verify).
-func remoteOptions(c *pipeline.Config, jobs int) ([]remote.Option, error) {
-	r, err := registry(c, jobs)
+// readOptions are the remote options of a command that only reads (scan,
+// sign, verify, db pull), from its one registry.
+func readOptions(lc *loadedConfig) ([]remote.Option, error) {
+	r, err := newRegistry(lc)
 	if err != nil {
 		return nil, err
 	}

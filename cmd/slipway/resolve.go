@@ -93,7 +93,7 @@ func resolveOne(cmd *cobra.Command, f string, refs map[string]string) error {
 		return err
 	}
 	if fi.IsDir() {
-		res, err := resolve.ResolveDir(f, refs)
+		res, err := resolve.Dir(f, refs)
 		if err != nil {
 			return err
 		}
@@ -110,8 +110,4 @@ func resolveOne(cmd *cobra.Command, f string, refs map[string]string) error {
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d reference(s) resolved\n", f, n)
 	return nil
-}
-
-func init() {
-	extraCommands = append(extraCommands, newResolveCmd)
 }

@@ -42,17 +42,18 @@ overridden by flags.`,
 
 	root.AddCommand(
 		newBuildCmd(g),
+		newRunCmd(g),
 		newPushCmd(g),
+		newScanCmd(g),
+		newDBCmd(g),
+		newKeygenCmd(g),
+		newSignCmd(g),
+		newVerifyCmd(g),
+		newResolveCmd(g),
 		newVersionCmd(),
 	)
-	for _, c := range extraCommands {
-		root.AddCommand(c(g))
-	}
 	return root
 }
-
-// extraCommands lets other files of this package register commands.
-var extraCommands []func(*globalFlags) *cobra.Command
 
 // logger is the logger for libraries: human text on stderr, or JSON lines.
 func (g *globalFlags) logger() *slog.Logger {

@@ -29,7 +29,3 @@ manifests, index, signatures and attestations, and tags last.`,
 	cmd.Flags().StringVar(&f.resolveDir, "resolve", "", "after a successful push, rewrite image references in the Kubernetes YAML under DIR (see slipway resolve)")
 	return cmd
 }
-
-func init() {
-	extraCommands = append(extraCommands, newRunCmd)
-}

@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/slipway-build/slipway/build"
+	"github.com/slipway-build/slipway/internal/atomicfile"
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/publish"
 	"github.com/slipway-build/slipway/scan"
@@ -195,29 +196,13 @@ func writeReports(rep *scan.Report, reports []pipeline.ReportConfig, target stri
 	return nil
 }
 
-// writeFileAtomic writes a file through a temp file and a rename.
+// writeFileAtomic creates path's directory and writes path atomically,
+// readable by all (reports, results).
 func writeFileAtomic(path string, write func(io.Writer) error) error {
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".slipway-*")
-	if err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, 0o644, write)
 }
 
 // loadImage opens IMAGE: oci:DIR[@digest] or a registry reference, which is
@@ -246,7 +231,7 @@ func loadImage(ctx context.Context, lc *loadedConfig, ref string) (string, v1.Im
 	if err != nil {
 		return "", nil, nil, &usageError{fmt.Errorf("parsing image reference %q: %w", ref, err)}
 	}
-	ropts, err := remoteOptions(lc.Config, lc.Jobs)
+	ropts, err := readOptions(lc)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -283,7 +268,7 @@ func newDBCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ropts, err := remoteOptions(lc.Config, lc.Jobs)
+			ropts, err := readOptions(lc)
 			if err != nil {
 				return err
 			}
@@ -328,11 +313,7 @@ func dbDir(lc *loadedConfig) (string, error) {
 	if lc.Scan.DB.Dir != "" {
 		return lc.path(lc.Scan.DB.Dir), nil
 	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(base, "trivy"), nil
+	return trivy.DefaultDBDir()
 }
 
 func printDBStatus(w io.Writer, dir string, st trivy.DBStatus) {
@@ -345,8 +326,4 @@ func printDBStatus(w io.Writer, dir string, st trivy.DBStatus) {
 	if !st.DownloadedAt.IsZero() {
 		fmt.Fprintf(w, "downloaded at:  %s\n", st.DownloadedAt.UTC().Format(time.RFC3339))
 	}
-}
-
-func init() {
-	extraCommands = append(extraCommands, newScanCmd, newDBCmd)
 }

@@ -72,12 +72,8 @@ func loadKey(ctx context.Context, lc *loadedConfig) (*sign.PrivateKey, error) {
 }
 
 // newSigner makes the signing stage from the sign config.
-func newSigner(ctx context.Context, lc *loadedConfig, log *slog.Logger) (pipeline.Signer, error) {
+func newSigner(ctx context.Context, lc *loadedConfig, ropts []remote.Option, log *slog.Logger) (pipeline.Signer, error) {
 	key, err := loadKey(ctx, lc)
-	if err != nil {
-		return nil, err
-	}
-	ropts, err := remoteOptions(lc.Config, lc.Jobs)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +94,7 @@ func newSigner(ctx context.Context, lc *loadedConfig, log *slog.Logger) (pipelin
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, stage.WithSBOMs(sboms, lc.Sign.SBOMFormat), stage.WithSBOMCache(dir, trivy.TrivyVersion()))
+		opts = append(opts, stage.WithSBOMs(sboms, lc.Sign.SBOMFormat), stage.WithSBOMCache(dir, trivy.Version()))
 	}
 	return stage.New(key, opts...)
 }
@@ -210,7 +206,7 @@ signed: a tag could move between reading and signing.`,
 			if err != nil {
 				return err
 			}
-			ropts, err := remoteOptions(lc.Config, lc.Jobs)
+			ropts, err := readOptions(lc)
 			if err != nil {
 				return err
 			}
@@ -237,11 +233,4 @@ signed: a tag could move between reading and signing.`,
 	}
 	cmd.Flags().String("key", "", "private key: file or env://VAR (config: sign.key)")
 	return cmd
-}
-
-func init() {
-	extraCommands = append(extraCommands, newKeygenCmd, newSignCmd, newVerifyCmd)
-	layoutSignatures = func(dir string) pipeline.LayoutSignatures {
-		return stage.LayoutSignatures(dir)
-	}
 }

@@ -71,7 +71,7 @@ the policy is invalid.`,
 			if err != nil {
 				return &usageError{fmt.Errorf("parsing image reference %q: %w", args[0], err)}
 			}
-			ropts, err := remoteOptions(lc.Config, lc.Jobs)
+			ropts, err := readOptions(lc)
 			if err != nil {
 				return err
 			}

@@ -322,7 +322,7 @@ func TestLayoutBaseRelativeToConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := img.Digest()
-	st, err := buildStages(lc, slog.New(slog.DiscardHandler))
+	st, err := buildStages(lc, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
+
+const module = "github.com/slipway-build/slipway"
 
 type pkg struct {
 	ImportPath string
@@ -15,13 +18,19 @@ type pkg struct {
 	Deps       []string
 }
 
-// list runs `go list -deps -json` on the given packages and returns them
-// (not their dependencies) by import path.
+// list runs `go list -deps -json` on the given packages of ours and
+// returns every package it lists (ours and their dependencies) by import
+// path.
 func list(t *testing.T, pkgs ...string) map[string]pkg {
 	t.Helper()
-	cmd := exec.Command("go", append([]string{"list", "-json"}, pkgs...)...)
+	args := []string{"list", "-deps", "-json=ImportPath,Imports,Deps"}
+	for _, p := range pkgs {
+		args = append(args, "./"+p)
+	}
+	cmd := exec.Command("go", args...)
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "GOEXPERIMENT=jsonv2")
+	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
@@ -35,77 +44,99 @@ func list(t *testing.T, pkgs ...string) map[string]pkg {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		res[strings.TrimPrefix(p.ImportPath, "github.com/slipway-build/slipway/")] = p
+		res[p.ImportPath] = p
 	}
 	return res
 }
 
-func hasDep(p pkg, prefix string) string {
-	for _, d := range p.Deps {
-		if d == prefix || strings.HasPrefix(d, prefix+"/") {
-			return d
-		}
-	}
-	return ""
+// under reports whether path is prefix or a package below it.
+func under(path, prefix string) bool {
+	return path == prefix || strings.HasPrefix(path, prefix+"/") || strings.HasSuffix(prefix, "/") && strings.HasPrefix(path, prefix)
 }
 
-func importsDirectly(p pkg, prefix string) string {
-	for _, d := range p.Imports {
-		if d == prefix || strings.HasPrefix(d, prefix+"/") {
-			return d
-		}
-	}
-	return ""
-}
+const (
+	viper  = "github.com/spf13/viper"
+	cobra  = "github.com/spf13/cobra"
+	spf13  = "github.com/spf13/" // cobra, viper, pflag
+	trivy  = "github.com/aquasecurity/"
+	cosign = "github.com/sigstore/cosign/v2"
+)
 
-// TestLayering: flags and config files stay in cmd/; Trivy stays in
-// scan/trivy; the stages do not reach into each other's libraries.
-func TestLayering(t *testing.T) {
-	const (
-		viper  = "github.com/spf13/viper"
-		cobra  = "github.com/spf13/cobra"
-		trivy  = "github.com/aquasecurity/trivy"
-		cosign = "github.com/sigstore/cosign/v2"
-	)
-	pkgs := list(t, "./build", "./publish", "./pipeline", "./scan", "./scan/trivy", "./sign", "./sign/stage", "./sign/vocab", "./resolve")
-	for name, p := range pkgs {
-		// No viper anywhere below cmd/, not even transitively.
-		if d := hasDep(p, viper); d != "" {
-			t.Errorf("%s depends on %s", name, d)
-		}
-		// No package of ours imports cobra.
-		if d := importsDirectly(p, cobra); d != "" {
-			t.Errorf("%s imports %s", name, d)
-		}
-	}
-	// These stay free of cobra even transitively. (sign and scan/trivy get
-	// it through cosign's relic and Trivy's docker/kubectl dependencies,
-	// which register flags in their own packages; they never see ours.)
-	for _, name := range []string{"build", "publish", "pipeline", "scan", "sign/vocab", "resolve"} {
-		if d := hasDep(pkgs[name], cobra); d != "" {
-			t.Errorf("%s depends on %s", name, d)
-		}
-	}
-	// Trivy only in scan/trivy (the signing stage gets SBOMs through its
-	// own SBOMMaker interface).
-	for _, name := range []string{"build", "publish", "pipeline", "scan", "sign", "sign/stage", "sign/vocab", "resolve"} {
-		if d := hasDep(pkgs[name], trivy); d != "" {
-			t.Errorf("%s depends on %s (Trivy belongs in scan/trivy only)", name, d)
-		}
-	}
+// stages are the packages below cmd/ that the rules cover.
+var stages = []string{"build", "publish", "pipeline", "scan", "scan/trivy", "sign", "sign/stage", "sign/vocab", "resolve"}
+
+// rules is slipway's layering: flags and config files stay in cmd/, Trivy
+// in scan/trivy, cosign in sign; the stages do not reach into each other's
+// libraries. One row: none of pkgs may depend on forbidden (imported:
+// false, not even transitively), or none of our packages they depend on,
+// themselves included, may import it (imported: true).
+var rules = []struct {
+	pkgs      []string
+	forbidden string
+	imported  bool
+	why       string
+}{
+	{stages, viper, false, "config files are read in cmd/ only"},
+	{stages, spf13, true, "flags are cmd/'s: no package of ours below it imports cobra, viper or pflag"},
+	// sign, sign/stage and scan/trivy get cobra through cosign's relic and
+	// Trivy's docker/kubectl dependencies, which register flags in their
+	// own packages; they never see ours.
+	{[]string{"build", "publish", "pipeline", "scan", "sign/vocab", "resolve"}, cobra, false, "flags are cmd/'s"},
+	// The signing stage gets SBOMs through its own SBOMMaker interface.
+	{[]string{"build", "publish", "pipeline", "scan", "sign", "sign/stage", "sign/vocab", "resolve"}, trivy, false, "Trivy belongs in scan/trivy only"},
 	// cosign only in sign (and sign/stage, through it).
-	for _, name := range []string{"build", "publish", "pipeline", "scan", "sign/vocab", "resolve"} {
-		if d := hasDep(pkgs[name], cosign); d != "" {
-			t.Errorf("%s depends on %s (cosign belongs in sign only)", name, d)
+	{[]string{"build", "publish", "pipeline", "scan", "sign/vocab", "resolve"}, cosign, false, "cosign belongs in sign only"},
+}
+
+func TestLayering(t *testing.T) {
+	all := list(t, stages...)
+	for _, r := range rules {
+		for _, name := range r.pkgs {
+			p, ok := all[module+"/"+name]
+			if !ok {
+				t.Fatalf("go list did not list %s", name)
+			}
+			if !r.imported {
+				for _, d := range p.Deps {
+					if under(d, r.forbidden) {
+						t.Errorf("%s depends on %s (%s)", name, d, r.why)
+						break
+					}
+				}
+				continue
+			}
+			for _, d := range append(slices.Clone(p.Deps), p.ImportPath) {
+				if !under(d, module) {
+					continue
+				}
+				for _, imp := range all[d].Imports {
+					if under(imp, r.forbidden) {
+						t.Errorf("%s: %s imports %s (%s)", name, d, imp, r.why)
+					}
+				}
+			}
 		}
 	}
 }
 
-// TestVocabImportsNothing: sign/vocab is the vocabulary every layer shares
-// (pipeline validates configuration with it), so it may depend on nothing.
-func TestVocabImportsNothing(t *testing.T) {
-	p := list(t, "./sign/vocab")["sign/vocab"]
-	if len(p.Imports) != 0 {
-		t.Errorf("sign/vocab imports %v", p.Imports)
+// TestRulesCanFail: each kind of rule catches what it forbids.
+func TestRulesCanFail(t *testing.T) {
+	for _, c := range []struct {
+		path, prefix string
+		want         bool
+	}{
+		{"github.com/spf13/viper", viper, true},
+		{"github.com/spf13/viper/internal/x", viper, true},
+		{"github.com/spf13/viperish", viper, false},
+		{"github.com/spf13/pflag", spf13, true},
+		{"github.com/aquasecurity/trivy-db/pkg/db", trivy, true},
+		{"github.com/sigstore/cosign/v2/pkg/oci", cosign, true},
+		{"github.com/sigstore/sigstore/pkg/signature", cosign, false},
+		{module + "/scan", module, true},
+		{module + "x/scan", module, false},
+	} {
+		if got := under(c.path, c.prefix); got != c.want {
+			t.Errorf("under(%s, %s) = %v, want %v", c.path, c.prefix, got, c.want)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aquasecurity/trivy/pkg/cache"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	"github.com/slipway-build/slipway/internal/atomicfile"
 	"github.com/slipway-build/slipway/internal/cachedir"
 )
 
@@ -67,20 +68,8 @@ func (c *layerCache) put(kind, key string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encoding cache entry: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing cache entry: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing cache entry: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing cache entry: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return fmt.Errorf("writing cache entry: %w", err)
+	if err := atomicfile.WriteBytes(p, 0o600, b); err != nil {
+		return fmt.Errorf("cache entry: %w", err)
 	}
 	return nil
 }

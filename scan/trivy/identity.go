@@ -2,8 +2,10 @@ package trivy
 
 import (
 	"fmt"
+	"runtime/debug"
 	"time"
 
+	"github.com/slipway-build/slipway"
 	"github.com/slipway-build/slipway/scan"
 )
 
@@ -20,5 +22,19 @@ func (s *Scanner) DBIdentity() (string, error) {
 	return fmt.Sprintf("trivy %s; db schema %d updated %s", s.version, st.SchemaVersion, st.UpdatedAt.UTC().Format(time.RFC3339Nano)), nil
 }
 
-// TrivyVersion is the version of Trivy linked into this binary.
-func TrivyVersion() string { return trivyVersion() }
+// Version is the version of Trivy linked into this binary, from its build
+// info; test binaries record no dependencies, so there it is the version
+// slipway's go.mod selects, which is the one they link.
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == TrivyModule {
+				if d.Replace != nil && d.Replace.Version != "" {
+					return d.Replace.Version
+				}
+				return d.Version
+			}
+		}
+	}
+	return slipway.Requirement(TrivyModule)
+}

@@ -132,32 +132,48 @@ type sourceLayer struct {
 	diffID v1.Hash  // claimed by the config
 }
 
-// readIndex reads the whole layer, verifying it, and lists its entries.
-func readIndex(s sourceLayer) (*layerIndex, error) {
+// walk reads the whole layer once, verifying it against its digest and
+// diff_id to the end of the stream, and calls f with each tar entry in
+// order, numbered from 0; r reads the entry's content.
+func (s sourceLayer) walk(f func(i int, h *tar.Header, r io.Reader) error) error {
 	rc, err := s.layer.Uncompressed()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rc.Close()
 	v := newDiffIDVerifier(rc, s.digest, s.diffID)
 	tr := tar.NewReader(v)
-	idx := &layerIndex{Version: layerIndexVersion, Entries: []indexEntry{}}
-	for {
+	for i := 0; ; i++ {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("layer %s: reading tar: %w", s.digest, err)
+			return fmt.Errorf("layer %s: reading tar: %w", s.digest, err)
 		}
-		idx.Entries = append(idx.Entries, indexEntryOf(h))
+		if err := f(i, h, tr); err != nil {
+			return err
+		}
 	}
 	if _, err := io.Copy(io.Discard, v); err != nil {
 		var mm *DiffIDMismatchError
 		if errors.As(err, &mm) {
-			return nil, err
+			return err
 		}
-		return nil, fmt.Errorf("layer %s: %w", s.digest, err)
+		return fmt.Errorf("layer %s: %w", s.digest, err)
+	}
+	return nil
+}
+
+// readIndex reads the whole layer, verifying it, and lists its entries.
+func readIndex(s sourceLayer) (*layerIndex, error) {
+	idx := &layerIndex{Version: layerIndexVersion, Entries: []indexEntry{}}
+	err := s.walk(func(_ int, h *tar.Header, _ io.Reader) error {
+		idx.Entries = append(idx.Entries, indexEntryOf(h))
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return idx, nil
 }

@@ -232,7 +232,7 @@ func checkCacheFiles(t *testing.T, dir string) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		if strings.HasPrefix(d.Name(), ".tmp-") {
+		if strings.Contains(d.Name(), ".tmp-") {
 			t.Errorf("temporary cache file left: %s", p)
 		}
 		b, err := os.ReadFile(p)

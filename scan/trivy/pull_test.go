@@ -101,7 +101,7 @@ func TestPullStopsOnNotFound(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nothing/here") || strings.Contains(err.Error(), "aquasecurity/trivy-db") {
 		t.Fatalf("Pull = %v, want a not-found error from the first repository only", err)
 	}
-	st, err := Status(dir)
+	st, err := status(dir, time.Now())
 	if err != nil || !st.UpdatedAt.Equal(now.Add(-100*time.Hour)) {
 		t.Errorf("old db replaced or broken: %+v, %v", st, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
@@ -34,16 +33,9 @@ func (s *Scanner) SBOM(ctx context.Context, idx v1.ImageIndex, format string) ([
 	default:
 		return nil, fmt.Errorf("unknown sbom format %q (want %s or %s)", format, FormatSPDXJSON, FormatCycloneDX)
 	}
-	digest, err := idx.Digest()
+	digest, imgs, err := indexImages(idx)
 	if err != nil {
-		return nil, fmt.Errorf("index digest: %w", err)
-	}
-	var imgs []platformImage
-	if err := collectImages(idx, &imgs); err != nil {
 		return nil, err
-	}
-	if len(imgs) == 0 {
-		return nil, errors.New("index has no platform images")
 	}
 	report := types.Report{
 		SchemaVersion: 2,

@@ -201,7 +201,7 @@ func TestDBWrongSchema(t *testing.T) {
 	if err := os.Remove(filepath.Join(db, "db", "metadata.json")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Status(db); !errors.As(err, &dbe) || dbe.Problem != DBMissing {
+	if _, err := status(db, time.Now()); !errors.As(err, &dbe) || dbe.Problem != DBMissing {
 		t.Errorf("Status without metadata = %v", err)
 	}
 }
