@@ -8,7 +8,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -148,31 +147,6 @@ func TestLoadPublicKeysDistinctIDs(t *testing.T) {
 	}
 	if _, err := LoadPublicKeys(filepath.Join("..", "testdata", "keys", "cosign.key")); err == nil {
 		t.Error("a private key file loaded as a public key")
-	}
-}
-
-// TestDependencies: sign must not pull in viper or Trivy, nor import cobra
-// itself. (cobra is reachable only through cosign: pkg/oci → rekor → relic's
-// x509tools registers flags. It is never called.)
-func TestDependencies(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v: %s", err, out)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		pkg, imports, _ := strings.Cut(line, " ")
-		for _, banned := range []string{"github.com/spf13/viper", "github.com/aquasecurity/trivy"} {
-			if pkg == banned || strings.HasPrefix(pkg, banned+"/") {
-				t.Errorf("sign depends on %s", pkg)
-			}
-		}
-		if strings.HasPrefix(pkg, "github.com/slipway-build/slipway/") {
-			for _, imp := range strings.Fields(imports) {
-				if strings.HasPrefix(imp, "github.com/spf13/") {
-					t.Errorf("%s imports %s", pkg, imp)
-				}
-			}
-		}
 	}
 }
 
