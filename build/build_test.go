@@ -367,3 +367,37 @@ func TestOpenLayoutRef(t *testing.T) {
 		t.Fatalf("ResolveBase: %v", err)
 	}
 }
+
+// TestBuildTwiceSameDigest: two builds of the same source, with separate
+// binary caches (so both compile), give one index digest, and so do the
+// platform manifests.
+func TestBuildTwiceSameDigest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles Go code")
+	}
+	var digests []string
+	for i := 0; i < 2; i++ {
+		g, err := New(WithBinaryCache(t.TempDir()), WithCACertificates(CANone))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg := workerTarget(t, "linux/amd64", "linux/arm64")
+		tg.Base, _ = ResolveBase(context.Background(), Scratch)
+		res, err := g.Build(context.Background(), tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := res.Index.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := res.Digest.String()
+		for _, m := range im.Manifests {
+			d += " " + m.Digest.String()
+		}
+		digests = append(digests, d)
+	}
+	if digests[0] != digests[1] {
+		t.Fatalf("two builds of the same source:\n%s\n%s", digests[0], digests[1])
+	}
+}

@@ -140,3 +140,46 @@ func TestRunBaseVerifiedOnce(t *testing.T) {
 		t.Fatalf("err = %v, verify calls = %d, builds = %v, writes = %v", err, calls, b.Builds, log.Entries)
 	}
 }
+
+// TestRunWriteErrorStopsThatTarget: an image write that fails leaves that
+// target without signatures and tags; the other target is still written,
+// and the error names the failed one.
+func TestRunWriteErrorStopsThatTarget(t *testing.T) {
+	log := &fakes.Log{}
+	b := &fakes.Builder{}
+	st := stages(log, b, nil)
+	writeErr := errors.New("registry said 500")
+	st.Destination = &fakes.Destination{Log: log, WriteErr: map[string]error{"a": writeErr}}
+	res, err := pipeline.Run(context.Background(), jobs("a", "b"), st, pipeline.RunOptions{ContinueOnFailure: true})
+	if !errors.Is(err, writeErr) || !strings.Contains(err.Error(), "pushing a") {
+		t.Fatalf("err = %v, want the write error of a", err)
+	}
+	if got := strings.Join(log.Entries, ","); got != "image b,signatures b,tag b" {
+		t.Fatalf("writes = %s, want only b's", got)
+	}
+	if res.Targets[0].Pushed || res.Targets[0].Error == "" || !res.Targets[1].Pushed {
+		t.Fatalf("results: %+v", res.Targets)
+	}
+}
+
+// TestRunCancelledBeforeWriting: a run cancelled after every target was
+// prepared (built, scanned, signed) writes nothing and says it was
+// cancelled.
+func TestRunCancelledBeforeWriting(t *testing.T) {
+	log := &fakes.Log{}
+	b := &fakes.Builder{}
+	st := stages(log, b, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	prepared := 0
+	res, err := pipeline.Run(ctx, jobs("a"), st, pipeline.RunOptions{
+		// The last step before writing reports the scan; cancel there.
+		OnReport: func(pipeline.Job, *scan.Report) { prepared++; cancel() },
+	})
+	if !errors.Is(err, context.Canceled) || prepared != 1 {
+		t.Fatalf("err = %v, prepared = %d: want context.Canceled after preparing", err, prepared)
+	}
+	if len(log.Entries) != 0 || res.Targets[0].Pushed {
+		t.Fatalf("wrote %v after the cancellation", log.Entries)
+	}
+}

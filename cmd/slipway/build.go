@@ -72,7 +72,12 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
   # Only one target, two platforms, references to a file
   slipway build hello --platform linux/amd64,linux/arm64 --image-refs refs.txt`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runBuild(cmd, g, f, args, nil)
+			lc, err := loadConfig(g, cmd.Flags(), f.bindings())
+			if err != nil {
+				return err
+			}
+			// build's optional stages are its --scan and --sign flags.
+			return runBuild(cmd.Context(), g, f, lc, args, optional{scan: f.scan, sign: f.sign, summary: f.scan || f.sign})
 		},
 	}
 	f.register(cmd)
@@ -81,15 +86,13 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-// runBuild runs the pipeline for build and run. stages, when set, decides
-// from the config which optional stages run (run's behaviour); otherwise
-// the --scan and --sign flags do.
-func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, stages func(*loadedConfig) (scanOn, signOn bool)) error {
-	ctx := cmd.Context()
-	lc, err := loadConfig(g, cmd.Flags(), f.bindings())
-	if err != nil {
-		return err
-	}
+// optional says which optional stages a pipeline has, and whether the
+// summary table is printed.
+type optional struct{ scan, sign, summary bool }
+
+// runBuild runs the pipeline for build and run: it makes the stages, calls
+// pipeline.Run and hands the results to the reporters.
+func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConfig, args []string, opt optional) error {
 	if f.push && lc.Repository == "" {
 		return &pipeline.ConfigError{File: lc.File, Key: "repository", Msg: "--push needs a repository (set repository, SLIPWAY_REPOSITORY or --repository)"}
 	}
@@ -116,10 +119,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 	if err != nil {
 		return err
 	}
-	scanOn, signOn := f.scan, f.sign
-	if stages != nil {
-		scanOn, signOn = stages(lc)
-	}
+	scanOn, signOn := opt.scan, opt.sign
 	var onReport func(pipeline.Job, *scan.Report)
 	if scanOn {
 		s, err := newScanner(lc, f.allowStale, log)
@@ -169,7 +169,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, args []string, 
 	if werr := printRefs(res, f.imageRefs); werr != nil && err == nil {
 		err = werr
 	}
-	if res != nil && (scanOn || signOn || stages != nil) && !g.quiet {
+	if res != nil && opt.summary && !g.quiet {
 		printSummary(os.Stderr, res)
 	}
 	if res != nil {

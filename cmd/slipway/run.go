@@ -19,10 +19,14 @@ manifests, index, signatures and attestations, and tags last.`,
   slipway run --push          # to <repository>/<target>
   slipway run hello --push --output-json results.json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runBuild(cmd, g, f, args, func(lc *loadedConfig) (bool, bool) {
-				scanOn := lc.Scan.Enabled == nil || *lc.Scan.Enabled
-				return scanOn, lc.Sign.Key != ""
-			})
+			lc, err := loadConfig(g, cmd.Flags(), f.bindings())
+			if err != nil {
+				return err
+			}
+			// run's stages are the config's: scan unless scan.enabled is
+			// false, sign when there is a key.
+			scanOn := lc.Scan.Enabled == nil || *lc.Scan.Enabled
+			return runBuild(cmd.Context(), g, f, lc, args, optional{scan: scanOn, sign: lc.Sign.Key != "", summary: true})
 		},
 	}
 	f.register(cmd)

@@ -7,6 +7,10 @@
 //
 // The client's Host header is kept, so upload Locations the registry
 // returns (relative) come back through the proxy.
+//
+// This file is over 400 lines on purpose: the classifier, the rule
+// matching and the request log are one mechanism, read together; the
+// fault actions themselves are in actions.go.
 package faultproxy
 
 import (
