@@ -20,7 +20,11 @@ type Registry struct {
 	keychain  authn.Keychain
 	transport http.RoundTripper
 	opts      []remote.Option
-	progress  func(ref name.Reference) chan<- v1.Update
+	progress  chan<- v1.Update
+	// pusher writes every image, index and tag of this Registry (and, through
+	// RemoteOptions, the signatures written with them): one authenticated
+	// transport and one ping per repository for the whole run.
+	pusher *remote.Pusher
 	// raceBackoff spaces the retries of a raced manifest write.
 	raceBackoff []time.Duration
 }
@@ -41,11 +45,11 @@ func WithRemoteOptions(opts ...remote.Option) Option {
 	return func(r *Registry) { r.opts = append(r.opts, opts...) }
 }
 
-// WithProgress reports upload progress: for each index written, f returns
-// a channel that receives byte counts and is closed when the write ends.
+// WithProgress reports upload progress, the byte counts of every write of
+// this Registry, on ch. The caller closes ch once it has stopped writing.
 // Default: no progress.
-func WithProgress(f func(ref name.Reference) chan<- v1.Update) Option {
-	return func(r *Registry) { r.progress = f }
+func WithProgress(ch chan<- v1.Update) Option {
+	return func(r *Registry) { r.progress = ch }
 }
 
 // withRaceBackoff replaces the retry schedule of raced manifest writes
@@ -66,17 +70,29 @@ func NewRegistry(opts ...Option) (*Registry, error) {
 		return nil, errors.New("registry publisher: nil transport")
 	}
 	r.transport = &manifestGuard{inner: &retryAfter{inner: r.transport, max: MaxRetryAfter}}
+	popts := r.baseOptions()
+	if r.progress != nil {
+		popts = append(popts, remote.WithProgress(r.progress))
+	}
+	var err error
+	if r.pusher, err = remote.NewPusher(popts...); err != nil {
+		return nil, fmt.Errorf("registry publisher: %w", err)
+	}
 	return r, nil
 }
 
-// RemoteOptions are the options of every remote call made for ctx.
-func (r *Registry) RemoteOptions(ctx context.Context) []remote.Option {
+func (r *Registry) baseOptions() []remote.Option {
 	return append([]remote.Option{
-		remote.WithContext(ctx),
 		remote.WithRetryBackoff(retryBackoff),
 		remote.WithAuthFromKeychain(r.keychain),
 		remote.WithTransport(r.transport),
 	}, r.opts...)
+}
+
+// RemoteOptions are the options of every remote call made for ctx. Writes
+// made with them go through the Registry's pusher.
+func (r *Registry) RemoteOptions(ctx context.Context) []remote.Option {
+	return append(r.baseOptions(), remote.WithContext(ctx), remote.Reuse(r.pusher))
 }
 
 // CheckPush checks, with one upload initiation that is cancelled at once,
@@ -100,11 +116,7 @@ func (r *Registry) WriteIndex(ctx context.Context, repo name.Repository, idx v1.
 		return name.Digest{}, fmt.Errorf("computing digest: %w", err)
 	}
 	ref := repo.Digest(d.String())
-	opts := r.RemoteOptions(ctx)
-	if r.progress != nil {
-		opts = append(opts, remote.WithProgress(r.progress(ref)))
-	}
-	if err := retryRace(ctx, r.raceBackoff, func() error { return remote.WriteIndex(ref, idx, opts...) }); err != nil {
+	if err := retryRace(ctx, r.raceBackoff, func() error { return r.pusher.Push(ctx, ref, idx) }); err != nil {
 		return name.Digest{}, fmt.Errorf("pushing %s: %w", ref, withStatus(err))
 	}
 	return ref, nil
@@ -124,7 +136,8 @@ func (r *Registry) Tag(ctx context.Context, d name.Digest, tags []string) error 
 	}
 	for _, t := range tags {
 		tag := d.Context().Tag(t)
-		if err := retryRace(ctx, r.raceBackoff, func() error { return remote.Tag(tag, desc, r.RemoteOptions(ctx)...) }); err != nil {
+		// Push skips the PUT when the tag already names desc.
+		if err := retryRace(ctx, r.raceBackoff, func() error { return r.pusher.Push(ctx, tag, desc) }); err != nil {
 			return fmt.Errorf("tagging %s: %w", tag, withStatus(err))
 		}
 	}
