@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/slipway-build/slipway/scan"
 	"github.com/slipway-build/slipway/sign/vocab"
 	"go.yaml.in/yaml/v3"
 )
@@ -101,10 +102,11 @@ func (p *PolicyConfig) Validate(file string) error {
 		}
 	}
 	if p.MaxSeverity != "" {
-		p.MaxSeverity = strings.ToUpper(p.MaxSeverity)
-		if !severities[p.MaxSeverity] {
-			return bad("max_severity", "unknown severity %q (want UNKNOWN, LOW, MEDIUM, HIGH or CRITICAL)", p.MaxSeverity)
+		sev, err := scan.ParseSeverity(p.MaxSeverity)
+		if err != nil {
+			return bad("max_severity", "%v", err)
 		}
+		p.MaxSeverity = string(sev)
 	}
 	if p.MaxScanAge != nil && *p.MaxScanAge < 0 {
 		return bad("max_scan_age", "must not be negative (0 turns the check off)")

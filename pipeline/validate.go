@@ -24,7 +24,6 @@ const (
 
 var (
 	targetName = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	severities = map[string]bool{"UNKNOWN": true, "LOW": true, "MEDIUM": true, "HIGH": true, "CRITICAL": true}
 	reportFmts = map[string]bool{"json": true, "sarif": true, "table": true}
 )
 
@@ -123,15 +122,17 @@ func (c *Config) Validate(file string) error {
 		}
 	}
 	if len(c.Scan.Severity) == 0 {
-		c.Scan.Severity = []string{"HIGH", "CRITICAL"}
+		for _, s := range scan.DefaultSeverities {
+			c.Scan.Severity = append(c.Scan.Severity, string(s))
+		}
 	}
 	c.Scan.Severity = splitList(c.Scan.Severity)
 	for i, s := range c.Scan.Severity {
-		s = strings.ToUpper(s)
-		c.Scan.Severity[i] = s
-		if !severities[s] {
-			return bad(fmt.Sprintf("scan.severity[%d]", i), "unknown severity %q (want UNKNOWN, LOW, MEDIUM, HIGH or CRITICAL)", s)
+		sev, err := scan.ParseSeverity(s)
+		if err != nil {
+			return bad(fmt.Sprintf("scan.severity[%d]", i), "%v", err)
 		}
+		c.Scan.Severity[i] = string(sev)
 	}
 	if c.Scan.MaxLayerBytes < 0 {
 		return bad("scan.max_layer_bytes", "must not be negative")

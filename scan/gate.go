@@ -60,7 +60,7 @@ type PolicyViolation struct {
 // Error summarises the violation, worst severity first.
 func (v *PolicyViolation) Error() string {
 	var parts []string
-	for _, s := range []Severity{SeverityCritical, SeverityHigh, SeverityMedium, SeverityLow, SeverityUnknown} {
+	for _, s := range SeveritiesDescending {
 		if n := v.Counts[s]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}

@@ -78,7 +78,7 @@ func WriteTable(w io.Writer, r *Report) error {
 	}
 	counts := r.Counts()
 	var parts []string
-	for _, s := range []Severity{SeverityCritical, SeverityHigh, SeverityMedium, SeverityLow, SeverityUnknown} {
+	for _, s := range SeveritiesDescending {
 		parts = append(parts, fmt.Sprintf("%s: %d", s, counts[s]))
 	}
 	_, err := fmt.Fprintf(w, "\nTotal: %d (%s), suppressed: %d; db updated %s\n",

@@ -148,6 +148,9 @@ const (
 // names none.
 var DefaultSeverities = []Severity{SeverityHigh, SeverityCritical}
 
+// SeveritiesDescending lists every severity, the most severe first.
+var SeveritiesDescending = []Severity{SeverityCritical, SeverityHigh, SeverityMedium, SeverityLow, SeverityUnknown}
+
 // Rank orders severities: UNKNOWN 0, LOW 1, MEDIUM 2, HIGH 3, CRITICAL 4.
 // A value that is not a known severity ranks as UNKNOWN.
 func (s Severity) Rank() int {
