@@ -10,29 +10,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/slipway-build/slipway/internal/testutil"
 )
-
-// gitIn runs git in dir with a fixed identity and no user configuration.
-func gitIn(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com",
-		"GIT_AUTHOR_DATE=2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 // vcsBuild is what one build in a checkout produced.
 type vcsBuild struct {
@@ -70,7 +55,7 @@ func buildInCheckout(t *testing.T, dir string) vcsBuild {
 	if err := json.Unmarshal(b, &res); err != nil || len(res.Targets) != 1 {
 		t.Fatalf("results: %v\n%s", err, b)
 	}
-	out := vcsBuild{digest: res.Targets[0].Digest, gitStatus: gitIn(t, dir, "status", "--porcelain")}
+	out := vcsBuild{digest: res.Targets[0].Digest, gitStatus: testutil.Git(t, dir, "status", "--porcelain")}
 	for _, c := range res.Targets[0].Cached {
 		out.cached = out.cached || c == "build"
 	}
@@ -239,9 +224,9 @@ sign:
   key: %s
   attestations: [provenance]
 `, filepath.Join(repoRoot(), "testdata", "keys", "cosign.key")))
-	gitIn(t, app, "init", "-q")
-	gitIn(t, app, "add", "-A")
-	gitIn(t, app, "commit", "-qm", "hello")
+	testutil.Git(t, app, "init", "-q")
+	testutil.Git(t, app, "add", "-A")
+	testutil.Git(t, app, "commit", "-qm", "hello")
 
 	agree := func(b vcsBuild, dirty string) {
 		t.Helper()
@@ -261,7 +246,7 @@ sign:
 	agree(second, "false")
 
 	clone := filepath.Join(t.TempDir(), "clone")
-	gitIn(t, app, "clone", "-q", app, clone)
+	testutil.Git(t, app, "clone", "-q", app, clone)
 	if other := buildInCheckout(t, clone); other.digest != first.digest {
 		t.Fatalf("another clone of the same commit:\nfirst %s\nclone %s", first, other)
 	}
@@ -274,7 +259,7 @@ sign:
 	edited := buildInCheckout(t, app)
 	agree(edited, "true")
 	// Back to the commit: the first build again, from the cache.
-	gitIn(t, app, "checkout", "--", "go.mod")
+	testutil.Git(t, app, "checkout", "--", "go.mod")
 	again := buildInCheckout(t, app)
 	agree(again, "false")
 	if again.digest != first.digest || !again.cached {

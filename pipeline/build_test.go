@@ -6,10 +6,11 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/slipway-build/slipway/internal/testutil"
 )
 
 // writeModule writes a module example.com/m in dir with a package main at
@@ -29,21 +30,6 @@ func writeModule(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// git runs git in dir with a fixed identity and no user configuration.
-func git(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com",
-		"GIT_AUTHOR_DATE=2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 func plan(t *testing.T, dir, cfgText string, environ []string, log *slog.Logger) ([]Job, error) {
@@ -201,10 +187,10 @@ func TestPlanRefusesSecretTemplates(t *testing.T) {
 // untracked files count, ignored ones do not.
 func TestReadGitDirtyAsGoBuild(t *testing.T) {
 	dir := t.TempDir()
-	git(t, dir, "init", "-q")
+	testutil.Git(t, dir, "init", "-q")
 	writeModule(t, dir)
-	git(t, dir, "add", "-A")
-	git(t, dir, "commit", "-qm", "one")
+	testutil.Git(t, dir, "add", "-A")
+	testutil.Git(t, dir, "commit", "-qm", "one")
 	ctx := context.Background()
 	if ReadGit(ctx, dir).Dirty {
 		t.Fatal("clean tree is dirty")
@@ -234,11 +220,11 @@ func TestReadGitDirtyAsGoBuild(t *testing.T) {
 // template, and there is no version annotation.
 func TestPlanTagOnlyAtHEAD(t *testing.T) {
 	dir := t.TempDir()
-	git(t, dir, "init", "-q")
+	testutil.Git(t, dir, "init", "-q")
 	writeModule(t, dir)
-	git(t, dir, "add", "-A")
-	git(t, dir, "commit", "-qm", "one")
-	git(t, dir, "tag", "v1.11.0")
+	testutil.Git(t, dir, "add", "-A")
+	testutil.Git(t, dir, "commit", "-qm", "one")
+	testutil.Git(t, dir, "tag", "v1.11.0")
 	cfg := "targets:\n  - name: a\n    main: ./cmd/app\n    tags: [latest, '{{.Git.Tag}}']\n"
 	ctx := context.Background()
 	if g := ReadGit(ctx, dir); g.Tag != "v1.11.0" {
@@ -255,8 +241,8 @@ func TestPlanTagOnlyAtHEAD(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "x.txt"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	git(t, dir, "add", "-A")
-	git(t, dir, "commit", "-qm", "two")
+	testutil.Git(t, dir, "add", "-A")
+	testutil.Git(t, dir, "commit", "-qm", "two")
 	if g := ReadGit(ctx, dir); g.Tag != "" {
 		t.Fatalf("tag of a commit after v1.11.0 = %q, want none", g.Tag)
 	}
