@@ -193,8 +193,17 @@ func goBinary(t testing.TB, app string) []byte {
 	if b, ok := built[app]; ok {
 		return b
 	}
+	b := goBinaryLdflags(t, app, "")
+	built[app] = b
+	return b
+}
+
+// goBinaryLdflags builds testdata/<app> as goBinary does, with extra
+// ldflags, uncached.
+func goBinaryLdflags(t testing.TB, app, ldflags string) []byte {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "server")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w "+ldflags, "-o", out, ".")
 	cmd.Dir = filepath.Join(repoRoot, "testdata", app)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH,
 		"GOFLAGS=-mod=vendor", "GOPROXY=off", "GOTOOLCHAIN=local", "GOEXPERIMENT=", "GOWORK=off")
@@ -205,7 +214,6 @@ func goBinary(t testing.TB, app string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	built[app] = b
 	return b
 }
 

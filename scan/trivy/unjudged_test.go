@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -127,22 +123,4 @@ func TestScanDBFromFuture(t *testing.T) {
 			t.Errorf("DB %s ahead: unjudged = %+v, want %v", tc.ahead, r.Unjudged, tc.want)
 		}
 	}
-}
-
-// goBinaryLdflags builds testdata/<app> as goBinary does, with extra ldflags.
-func goBinaryLdflags(t *testing.T, app, ldflags string) []byte {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "server")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w "+ldflags, "-o", out, ".")
-	cmd.Dir = filepath.Join(repoRoot, "testdata", app)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH,
-		"GOFLAGS=-mod=vendor", "GOPROXY=off", "GOTOOLCHAIN=local", "GOEXPERIMENT=", "GOWORK=off")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", app, err, b)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
