@@ -126,6 +126,12 @@ func statement(subjectName string, subject v1.Hash, predicateType string, predic
 		PredicateType: predicateType,
 		Predicate:     predicate,
 	}
+	return marshalStatement(st)
+}
+
+// marshalStatement validates st and serialises it compactly (the same
+// statement always has the same bytes).
+func marshalStatement(st *ita1.Statement) ([]byte, error) {
 	if err := st.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid statement: %w", err)
 	}

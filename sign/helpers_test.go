@@ -185,10 +185,11 @@ func testProvenance() Provenance {
 	}
 }
 
-// signAndWrite signs idx with key for repo and writes the result.
+// signAndWrite signs idx with key for repo in cosign v2's legacy format
+// (the tests that tamper with .sig/.att tags use it) and writes the result.
 func signAndWrite(t testing.TB, key *PrivateKey, idx v1.ImageIndex, repo name.Repository, opts ...SignOption) *Signatures {
 	t.Helper()
-	s, err := NewKeyed(key)
+	s, err := NewSigner(SignerConfig{Key: key, Format: FormatLegacy})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,7 @@ const (
 
 	kindSignatures   = "signatures"
 	kindAttestations = "attestations"
+	kindBundle       = "bundle"
 )
 
 // maxLayoutLayerBytes bounds one signature or attestation layer read back
@@ -50,7 +51,7 @@ const maxLayoutLayerBytes = 16 << 20
 // annotated with AnnotationKind, AnnotationSubject and its cosign tag as
 // "org.opencontainers.image.ref.name". Writing again replaces them.
 func WriteLayout(path string, sigs *Signatures) error {
-	if sigs == nil || sigs.key == nil {
+	if sigs == nil {
 		return errors.New("writing signatures to layout: nothing to write")
 	}
 	lp, err := layout.FromPath(path)
@@ -63,6 +64,12 @@ func WriteLayout(path string, sigs *Signatures) error {
 		}
 	}
 	for _, s := range sigs.subjects {
+		if err := writeBundlesLayout(lp, sigs, s); err != nil {
+			return err
+		}
+		if sigs.key == nil {
+			continue
+		}
 		for _, part := range []struct {
 			kind, suffix string
 			list         []oci.Signature
@@ -99,6 +106,75 @@ func WriteLayout(path string, sigs *Signatures) error {
 	return nil
 }
 
+// writeBundlesLayout adds each bundle of s to the layout as its referrer
+// image, replacing one of the same statement and signer.
+func writeBundlesLayout(lp layout.Path, sigs *Signatures, s Subject) error {
+	for _, b := range s.Bundles {
+		ri, err := newReferrerImage(v1.Descriptor{MediaType: s.MediaType, Digest: s.Digest, Size: s.Size}, b)
+		if err != nil {
+			return err
+		}
+		img, err := ri.image()
+		if err != nil {
+			return err
+		}
+		ann := map[string]string{
+			AnnotationKind:            kindBundle,
+			AnnotationSubject:         s.Digest.String(),
+			AnnotationRepository:      sigs.repo.Name(),
+			AnnotationIndex:           sigs.Digest().String(),
+			AnnotationStatementDigest: b.StatementDigest.String(),
+			AnnotationSigner:          b.Signer,
+		}
+		if s.Platform != nil {
+			ann[AnnotationPlatform] = s.Platform.String()
+		}
+		same := func(d v1.Descriptor) bool {
+			return d.Annotations[AnnotationKind] == kindBundle && d.Annotations[AnnotationSubject] == s.Digest.String() &&
+				d.Annotations[AnnotationStatementDigest] == b.StatementDigest.String() && d.Annotations[AnnotationSigner] == b.Signer
+		}
+		if err := lp.ReplaceImage(img, same, layout.WithAnnotations(ann)); err != nil {
+			return fmt.Errorf("writing %s bundle of %s to layout: %w", bundleKind(b.PredicateType), s.Digest, err)
+		}
+	}
+	return nil
+}
+
+// readLayoutBundle reads back one bundle referrer image: the bundle and
+// the subject descriptor its manifest names.
+func readLayoutBundle(img v1.Image) (*Bundle, *v1.Descriptor, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.Subject == nil || len(m.Layers) != 1 || m.Layers[0].MediaType != BundleMediaType {
+		return nil, nil, errors.New("not a bundle referrer (want a subject and one bundle layer)")
+	}
+	desc := m.Layers[0]
+	if desc.Size > maxLayoutLayerBytes {
+		return nil, nil, fmt.Errorf("layer %s: %d bytes exceeds %d", desc.Digest, desc.Size, maxLayoutLayerBytes)
+	}
+	l, err := img.LayerByDigest(desc.Digest)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err := readBlob(l, desc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("layer %s: %w", desc.Digest, err)
+	}
+	sd, err := v1.NewHash(m.Annotations[AnnotationStatementDigest])
+	if err != nil {
+		return nil, nil, fmt.Errorf("bad %s annotation: %w", AnnotationStatementDigest, err)
+	}
+	return &Bundle{
+		PredicateType:   m.Annotations[AnnotationBundlePredicateType],
+		JSON:            raw,
+		StatementDigest: sd,
+		Signer:          m.Annotations[AnnotationSigner],
+		Created:         m.Annotations[annotationCreated],
+	}, m.Subject, nil
+}
+
 // ReadLayoutFor reads back the signatures and attestations WriteLayout added
 // for the index with digest index, in a layout that may hold those of
 // several indexes. It returns nil, nil when the layout has none for it.
@@ -127,10 +203,11 @@ func readLayout(path string, only *v1.Hash) (*Signatures, error) {
 	}
 	out := &Signatures{}
 	var indexDigest string
+	found := false
 	bySubject := map[v1.Hash]int{}
 	for _, desc := range im.Manifests {
 		kind := desc.Annotations[AnnotationKind]
-		if kind != kindSignatures && kind != kindAttestations {
+		if kind != kindSignatures && kind != kindAttestations && kind != kindBundle {
 			continue
 		}
 		if only != nil && desc.Annotations[AnnotationIndex] != only.String() {
@@ -144,22 +221,38 @@ func readLayout(path string, only *v1.Hash) (*Signatures, error) {
 		if err != nil {
 			return nil, fmt.Errorf("layout %s: %s image %s: bad repository: %w", path, kind, desc.Digest, err)
 		}
-		key, err := ParsePublicKey([]byte(desc.Annotations[AnnotationPublicKey]), "layout "+path)
-		if err != nil {
-			return nil, err
-		}
-		if out.key == nil {
-			out.key, out.repo, indexDigest = key, repo, desc.Annotations[AnnotationIndex]
-		} else if out.key.id != key.id || out.repo.Name() != repo.Name() || indexDigest != desc.Annotations[AnnotationIndex] {
-			return nil, fmt.Errorf("layout %s: signatures of more than one index, key or repository", path)
+		if !found {
+			found, out.repo, indexDigest = true, repo, desc.Annotations[AnnotationIndex]
+		} else if out.repo.Name() != repo.Name() || indexDigest != desc.Annotations[AnnotationIndex] {
+			return nil, fmt.Errorf("layout %s: signatures of more than one index or repository", path)
 		}
 		img, err := lp.Image(desc.Digest)
 		if err != nil {
 			return nil, fmt.Errorf("layout %s: reading %s of %s: %w", path, kind, subj, err)
 		}
-		list, err := layoutSignatures(img)
-		if err != nil {
-			return nil, fmt.Errorf("layout %s: reading %s of %s: %w", path, kind, subj, err)
+		var list []oci.Signature
+		var bundle *Bundle
+		var bsubj *v1.Descriptor
+		if kind == kindBundle {
+			if bundle, bsubj, err = readLayoutBundle(img); err != nil {
+				return nil, fmt.Errorf("layout %s: reading bundle %s of %s: %w", path, desc.Digest, subj, err)
+			}
+			if bsubj.Digest != subj {
+				return nil, fmt.Errorf("layout %s: bundle %s is annotated for %s but refers to %s", path, desc.Digest, subj, bsubj.Digest)
+			}
+		} else {
+			key, err := ParsePublicKey([]byte(desc.Annotations[AnnotationPublicKey]), "layout "+path)
+			if err != nil {
+				return nil, err
+			}
+			if out.key == nil {
+				out.key = key
+			} else if out.key.id != key.id {
+				return nil, fmt.Errorf("layout %s: signatures of more than one key", path)
+			}
+			if list, err = layoutSignatures(img); err != nil {
+				return nil, fmt.Errorf("layout %s: reading %s of %s: %w", path, kind, subj, err)
+			}
 		}
 		i, ok := bySubject[subj]
 		if !ok {
@@ -172,13 +265,17 @@ func readLayout(path string, only *v1.Hash) (*Signatures, error) {
 				}
 			}
 		}
-		if kind == kindSignatures {
+		switch kind {
+		case kindBundle:
+			out.subjects[i].Bundles = append(out.subjects[i].Bundles, bundle)
+			out.subjects[i].MediaType, out.subjects[i].Size = bsubj.MediaType, bsubj.Size
+		case kindSignatures:
 			out.subjects[i].Signatures = append(out.subjects[i].Signatures, list...)
-		} else {
+		default:
 			out.subjects[i].Attestations = append(out.subjects[i].Attestations, list...)
 		}
 	}
-	if out.key == nil {
+	if !found {
 		return nil, fmt.Errorf("layout %s: %w", path, errNoLayoutSignatures)
 	}
 	// The index comes first, as Sign returns it.

@@ -72,7 +72,8 @@ func TestLayoutRoundTrip(t *testing.T) {
 		t.Fatalf("read back %d subjects, want %d", len(got), len(subs))
 	}
 	for i, o := range subs {
-		if o.Digest != got[i].Digest || len(o.Signatures) != len(got[i].Signatures) || len(o.Attestations) != len(got[i].Attestations) {
+		if o.Digest != got[i].Digest || len(o.Signatures) != len(got[i].Signatures) || len(o.Attestations) != len(got[i].Attestations) ||
+			len(o.Bundles) != len(got[i].Bundles) || o.MediaType != got[i].MediaType || o.Size != got[i].Size {
 			t.Fatalf("subject %d: %+v, want %+v", i, got[i], o)
 		}
 		for j := range o.Signatures {
@@ -96,7 +97,9 @@ func TestLayoutRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify after publishing from layout: %v", err)
 	}
-	if len(v.Signatures) != 1 || len(v.Attestations) != 1 || v.Attestations[0].PredicateType != PredicateCycloneDX {
+	// Both formats: the legacy .sig/.att and the bundle referrers, each
+	// once however often the layout is published.
+	if len(v.Signatures) != 2 || len(v.Attestations) != 2 || v.Attestations[0].PredicateType != PredicateCycloneDX || v.Attestations[1].PredicateType != PredicateCycloneDX {
 		t.Errorf("verdict %+v", v)
 	}
 }
@@ -110,6 +113,7 @@ func countEntries(s *Signatures) int {
 		if len(sub.Attestations) > 0 {
 			n++
 		}
+		n += len(sub.Bundles)
 	}
 	return n
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sigstore/sigstore-go/pkg/root"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/slipway-build/slipway/build"
@@ -17,11 +19,27 @@ import (
 
 // Policy is what Verify requires of an image.
 type Policy struct {
-	// Keys are the trusted public keys. At least one is required; the same
-	// key given twice counts once.
+	// Keys are the trusted public keys; the same key given twice counts
+	// once. At least one key or identity is required.
 	Keys []*PublicKey
-	// Threshold is how many distinct trusted keys must each have made a
-	// valid signature over the image digest (0 means 1).
+	// Identities are trusted keyless signers: Fulcio certificates for these
+	// OIDC identities, chaining to TrustedRoot. Each counts once.
+	Identities []Identity
+	// TrustedRoot holds the certificate authorities, timestamp authorities
+	// and transparency logs bundles are checked against (required with
+	// Identities; with keys, needed only for RequireTlog/RequireTimestamp).
+	TrustedRoot root.TrustedMaterial
+	// RequireTlog requires every counted bundle to carry a transparency-log
+	// entry the trusted root's log verifies. Legacy signatures cannot
+	// meet it.
+	RequireTlog bool
+	// RequireTimestamp requires every counted bundle to carry an RFC 3161
+	// timestamp from a timestamp authority of the trusted root. Legacy
+	// signatures cannot meet it.
+	RequireTimestamp bool
+	// Threshold is how many distinct trusted keys and identities must each
+	// have made a valid signature over the image digest, in either format
+	// (0 means 1).
 	Threshold int
 	// RequireAttestations lists attestation kinds (vocab.KindSBOM, vocab.KindVuln,
 	// vocab.KindProvenance) that must be present, signed by a trusted key, about
@@ -55,11 +73,24 @@ func (p *Policy) validate() ([]*PublicKey, error) {
 		seen[k.id] = true
 		keys = append(keys, k)
 	}
-	if len(keys) == 0 {
-		return nil, errors.New("policy: at least one trusted public key is required")
+	ids := map[string]bool{}
+	for i := range p.Identities {
+		if err := p.Identities[i].validate(); err != nil {
+			return nil, fmt.Errorf("policy: identities[%d]: %w", i, err)
+		}
+		ids[p.Identities[i].String()] = true
 	}
-	if p.Threshold < 0 || p.Threshold > len(keys) {
-		return nil, fmt.Errorf("policy: threshold %d must be between 1 and the %d distinct trusted keys", p.Threshold, len(keys))
+	if len(keys) == 0 && len(ids) == 0 {
+		return nil, errors.New("policy: at least one trusted public key or keyless identity is required")
+	}
+	if len(ids) > 0 && p.TrustedRoot == nil {
+		return nil, errors.New("policy: keyless identities need a trusted root")
+	}
+	if (p.RequireTlog || p.RequireTimestamp) && p.TrustedRoot == nil {
+		return nil, errors.New("policy: requiring a transparency-log entry or a timestamp needs a trusted root")
+	}
+	if n := len(keys) + len(ids); p.Threshold < 0 || p.Threshold > n {
+		return nil, fmt.Errorf("policy: threshold %d must be between 1 and the %d distinct trusted keys and identities", p.Threshold, n)
 	}
 	for _, k := range p.RequireAttestations {
 		if k != vocab.KindSBOM && k != vocab.KindVuln && k != vocab.KindProvenance {

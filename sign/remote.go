@@ -19,21 +19,38 @@ import (
 	sdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 )
 
-// WriteRemote writes the signatures and attestations into repo, at the tags
-// cosign reads ("sha256-<hex>.sig" and ".att"), merging with what is there.
+// WriteRemote writes the signatures and attestations into repo: legacy ones
+// at the tags cosign v2 reads ("sha256-<hex>.sig" and ".att"), merging with
+// what is there, and bundles as OCI 1.1 referrers of the digest they cover.
 // It is idempotent: a signature that the same key already made over the same
 // payload is not added again, and an attestation replaces any earlier one of
 // the same predicate type made by the same key (others' attestations stay).
 // The images the signatures refer to must be written first. opts are passed
 // to go-containerregistry unchanged (include authentication there).
 func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, opts ...remote.Option) error {
-	if sigs == nil || sigs.key == nil {
+	if sigs == nil {
 		return errors.New("writing signatures: nothing to write")
 	}
 	ropts := append(slices.Clone(opts), remote.WithContext(ctx))
+	for _, s := range sigs.subjects {
+		if sigs.key != nil {
+			if err := writeLegacyRemote(ctx, repo, sigs, s, ropts); err != nil {
+				return err
+			}
+		}
+		if _, err := writeBundlesRemote(ctx, repo, s, ropts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeLegacyRemote writes one subject's cosign v2 signatures and
+// attestations to their tags.
+func writeLegacyRemote(ctx context.Context, repo name.Repository, sigs *Signatures, s Subject, ropts []remote.Option) error {
 	oopts := []ociremote.Option{ociremote.WithRemoteOptions(ropts...)}
 	dd := cremote.NewDupeDetector(sigs.key.verifier)
-	for _, s := range sigs.subjects {
+	{
 		d := repo.Digest(s.Digest.String())
 		if len(s.Signatures) > 0 {
 			se := ociremote.SignedUnknown(d, oopts...)
@@ -75,7 +92,7 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, op
 				}
 			}
 			if added == 0 {
-				continue
+				return nil
 			}
 			if err := ociremote.WriteAttestations(repo, se, oopts...); err != nil {
 				return fmt.Errorf("writing attestations of %s: %w", d, err)

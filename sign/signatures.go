@@ -14,7 +14,8 @@ import (
 // cosign signatures and attestations to publish beside the image.
 type Signatures struct {
 	repo     name.Repository
-	key      *PublicKey
+	key      *PublicKey // nil when keyless
+	format   Format
 	subjects []Subject
 }
 
@@ -24,19 +25,27 @@ type Subject struct {
 	Digest v1.Hash
 	// MediaType is the manifest's media type.
 	MediaType types.MediaType
+	// Size is the manifest's size in bytes (a referrer's subject names it).
+	Size int64
 	// Platform is the child manifest's platform; nil for the index.
 	Platform *v1.Platform
 	// Signatures go to the "sha256-<hex>.sig" tag.
 	Signatures []oci.Signature
 	// Attestations go to the "sha256-<hex>.att" tag.
 	Attestations []oci.Signature
+	// Bundles are Sigstore bundles (signatures and attestations), each
+	// stored as an OCI 1.1 referrer of Digest.
+	Bundles []*Bundle
 }
 
 // Repository is the repository named in the signed payloads.
 func (s *Signatures) Repository() name.Repository { return s.repo }
 
-// PublicKey is the public half of the signing key.
+// PublicKey is the public half of the signing key; nil when keyless.
 func (s *Signatures) PublicKey() *PublicKey { return s.key }
+
+// Format is where the signatures go.
+func (s *Signatures) Format() Format { return s.format }
 
 // Digest is the digest of the signed index (the first subject).
 func (s *Signatures) Digest() v1.Hash {
@@ -53,6 +62,7 @@ func (s *Signatures) Subjects() []Subject {
 	for i, sub := range s.subjects {
 		sub.Signatures = slices.Clone(sub.Signatures)
 		sub.Attestations = slices.Clone(sub.Attestations)
+		sub.Bundles = slices.Clone(sub.Bundles)
 		out[i] = sub
 	}
 	return out

@@ -65,23 +65,30 @@ type VulnScan struct {
 
 // SignatureResult describes one signature layer.
 type SignatureResult struct {
-	// Layer is the layer digest in the signature image.
+	// Layer is the layer digest in the signature image (legacy), or the
+	// referrer manifest's digest (bundle).
 	Layer string `json:"layer"`
+	// Format is "legacy" or "bundle".
+	Format string `json:"format"`
 	// KeyID is the ID of the trusted key that verified it, if any.
 	KeyID string `json:"keyID,omitempty"`
+	// Identity is the trusted keyless identity that verified it, if any.
+	Identity string `json:"identity,omitempty"`
 	// Error says why no trusted key verified it.
 	Error string `json:"error,omitempty"`
 }
 
 // AttestationResult describes one attestation layer.
 type AttestationResult struct {
-	Layer string `json:"layer"`
+	Layer  string `json:"layer"`
+	Format string `json:"format"`
 	// PredicateType is read from the signed statement (empty if unverified).
 	PredicateType string `json:"predicateType,omitempty"`
 	// Kind is sbom, vuln or provenance; empty for other predicate types.
-	Kind  string `json:"kind,omitempty"`
-	KeyID string `json:"keyID,omitempty"`
-	Error string `json:"error,omitempty"`
+	Kind     string `json:"kind,omitempty"`
+	KeyID    string `json:"keyID,omitempty"`
+	Identity string `json:"identity,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // PolicyError is returned when an image does not meet a policy. The CLI
@@ -128,10 +135,22 @@ func Verify(ctx context.Context, ref name.Reference, pol Policy, opts ...Option)
 	log := o.log.With(slog.String("image", v.Image))
 	log.DebugContext(ctx, "resolved reference", slog.String("ref", ref.String()))
 
-	vr := &verifier{ctx: ctx, opts: o, ropts: ropts, keys: keys, digest: d, hash: h}
-	err = vr.signatures(v)
-	if err == nil && pol.needsAttestations() {
+	vr := &verifier{ctx: ctx, opts: o, ropts: ropts, keys: keys, digest: d, hash: h, policy: &pol,
+		sigKeys: map[string]bool{}, atts: map[string][]verifiedStatement{}}
+	if err := vr.setAuthorities(); err != nil {
+		return nil, err
+	}
+	if len(keys) > 0 && !pol.RequireTlog && !pol.RequireTimestamp {
+		err = vr.signatures(v)
+	}
+	if err == nil {
+		err = vr.bundles(v, pol.needsAttestations())
+	}
+	if err == nil && pol.needsAttestations() && len(keys) > 0 && !pol.RequireTlog && !pol.RequireTimestamp {
 		err = vr.attestations(v, &pol, desc)
+	}
+	if err == nil && len(pol.AllowedBaseDigests) > 0 {
+		err = vr.readBaseAnnotations(desc)
 	}
 	var den *denial
 	switch {
@@ -145,7 +164,7 @@ func Verify(ctx context.Context, ref name.Reference, pol Policy, opts ...Option)
 			if n == 0 {
 				v.Reasons = append(v.Reasons, vr.noSignatureReason(v))
 			} else {
-				v.Reasons = append(v.Reasons, fmt.Sprintf("valid signatures from %d of %d trusted keys, threshold is %d", n, len(keys), threshold))
+				v.Reasons = append(v.Reasons, fmt.Sprintf("valid signatures from %d of %d trusted keys and identities, threshold is %d", n, len(vr.authorities), threshold))
 			}
 		}
 		v.Reasons = append(v.Reasons, vr.attestationReasons(&pol)...)
@@ -180,6 +199,9 @@ type verifier struct {
 	keys   []*PublicKey
 	digest name.Digest
 	hash   v1.Hash
+	policy *Policy
+	// authorities are the keys and identities bundles are checked against.
+	authorities []authority
 
 	sigKeys map[string]bool
 	// atts are the verified attestations by kind.
@@ -215,9 +237,8 @@ func (vr *verifier) signatures(v *Verdict) error {
 	if err != nil {
 		return err
 	}
-	vr.sigKeys = map[string]bool{}
 	for _, l := range layers {
-		res := SignatureResult{Layer: l.desc.Digest.String()}
+		res := SignatureResult{Layer: l.desc.Digest.String(), Format: string(FormatLegacy)}
 		if l.payload == nil {
 			res.Error = fmt.Sprintf("unexpected media type %q", l.desc.MediaType)
 			v.Signatures = append(v.Signatures, res)
@@ -291,9 +312,8 @@ func (vr *verifier) attestations(v *Verdict, pol *Policy, desc *remote.Descripto
 	if err != nil {
 		return err
 	}
-	vr.atts = map[string][]verifiedStatement{}
 	for _, l := range layers {
-		res := AttestationResult{Layer: l.desc.Digest.String()}
+		res := AttestationResult{Layer: l.desc.Digest.String(), Format: string(FormatLegacy)}
 		if l.payload == nil {
 			res.Error = fmt.Sprintf("unexpected media type %q", l.desc.MediaType)
 			v.Attestations = append(v.Attestations, res)
@@ -327,8 +347,26 @@ func (vr *verifier) attestations(v *Verdict, pol *Policy, desc *remote.Descripto
 		}
 		v.Attestations = append(v.Attestations, res)
 	}
-	if len(pol.AllowedBaseDigests) > 0 {
-		return vr.readBaseAnnotations(desc)
+	return nil
+}
+
+// setAuthorities lists the keys and identities bundles are checked
+// against.
+func (vr *verifier) setAuthorities() error {
+	for _, k := range vr.keys {
+		vr.authorities = append(vr.authorities, authority{id: k.id, key: k})
+	}
+	seen := map[string]bool{}
+	for _, id := range vr.policy.Identities {
+		if seen[id.String()] {
+			continue
+		}
+		seen[id.String()] = true
+		ci, err := id.certificateIdentity()
+		if err != nil {
+			return fmt.Errorf("policy: identity %s: %w", id, err)
+		}
+		vr.authorities = append(vr.authorities, authority{id: "identity:" + id.String(), identity: &id, certID: ci})
 	}
 	return nil
 }

@@ -119,7 +119,7 @@ func TestVerifyDenials(t *testing.T) {
 			return repo.Tag("v1")
 		},
 		pol:  Policy{Keys: []*PublicKey{pub, otherPub}, Threshold: 2},
-		want: "valid signatures from 1 of 2 trusted keys, threshold is 2",
+		want: "valid signatures from 1 of 2 trusted keys and identities, threshold is 2",
 	}, {
 		name: "required attestation missing",
 		setup: func(t *testing.T, repo name.Repository) name.Reference {

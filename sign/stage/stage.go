@@ -32,7 +32,7 @@ type SBOMMaker interface {
 // Signer is the signing stage: signatures over the index and every
 // platform manifest, and the configured attestations.
 type Signer struct {
-	keyed *sign.Keyed
+	keyed *sign.Signer
 	o     options
 }
 
