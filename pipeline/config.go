@@ -158,13 +158,68 @@ type SignConfig struct {
 	Attestations []string `yaml:"attestations" mapstructure:"attestations"`
 	// SBOMFormat is spdx-json (default) or cyclonedx (vocab.SBOMFormats).
 	SBOMFormat string `yaml:"sbom_format" mapstructure:"sbom_format"`
+	// Format is where signatures go: both (default with a key: Sigstore
+	// bundles as OCI 1.1 referrers and cosign v2 tags), bundle (the
+	// default, and the only format, keyless) or legacy.
+	Format string `yaml:"format" mapstructure:"format"`
+	// Keyless signs with a short-lived Fulcio certificate for the OIDC
+	// identity of the run (GitHub Actions, $SIGSTORE_ID_TOKEN or
+	// IdentityToken) instead of a key.
+	Keyless bool `yaml:"keyless" mapstructure:"keyless"`
+	// IdentityToken is a file holding the OIDC identity token (keyless).
+	IdentityToken string `yaml:"identity_token" mapstructure:"identity_token"`
+	// FulcioURL is the certificate authority (keyless; default the
+	// public-good instance, or the signing config's).
+	FulcioURL string `yaml:"fulcio_url" mapstructure:"fulcio_url"`
+	// RekorURL is the transparency log every bundle is entered in
+	// (default keyless: the public-good Rekor, or the signing config's;
+	// with a key: none). "none" turns the log off.
+	RekorURL string `yaml:"rekor_url" mapstructure:"rekor_url"`
+	// TSAURL is an RFC 3161 timestamp authority (the full URL, e.g.
+	// https://tsa.example/api/v1/timestamp) that timestamps every bundle,
+	// keyless or with a key. Default: none, or the signing config's.
+	TSAURL string `yaml:"tsa_url" mapstructure:"tsa_url"`
+	// SigningConfig is a Sigstore signing_config.json naming Fulcio, Rekor
+	// and the TSA (what `cosign signing-config create` writes); the URL
+	// keys above override it.
+	SigningConfig string `yaml:"signing_config" mapstructure:"signing_config"`
+	// TrustedRoot is the Sigstore trusted_root.json keyless bundles are
+	// checked against right after signing. Default keyless: the
+	// public-good root, fetched over TUF.
+	TrustedRoot string `yaml:"trusted_root" mapstructure:"trusted_root"`
+}
+
+// RekorNone turns the transparency log off (sign.rekor_url).
+const RekorNone = "none"
+
+// IdentityConfig is a trusted keyless signer in a policy: the OIDC issuer
+// and the certificate subject (email, workflow URI), each exact or as an
+// anchored regexp.
+type IdentityConfig struct {
+	Issuer        string `yaml:"issuer" mapstructure:"issuer"`
+	Subject       string `yaml:"subject" mapstructure:"subject"`
+	IssuerRegexp  string `yaml:"issuer_regexp" mapstructure:"issuer_regexp"`
+	SubjectRegexp string `yaml:"subject_regexp" mapstructure:"subject_regexp"`
 }
 
 // PolicyConfig is the policy `slipway verify` enforces.
 type PolicyConfig struct {
 	// Keys are trusted public keys (files or env://VAR).
 	Keys []string `yaml:"keys" mapstructure:"keys"`
-	// Threshold is how many distinct keys must have signed (default 1).
+	// Identities are trusted keyless signers.
+	Identities []IdentityConfig `yaml:"identities" mapstructure:"identities"`
+	// TrustedRoot is the Sigstore trusted_root.json keyless signatures,
+	// timestamps and log entries are checked against. Default with
+	// identities: the public-good root, fetched over TUF.
+	TrustedRoot string `yaml:"trusted_root" mapstructure:"trusted_root"`
+	// RequireTlog requires a transparency-log entry on every counted
+	// signature (bundles only; the trusted root names the log).
+	RequireTlog bool `yaml:"require_tlog" mapstructure:"require_tlog"`
+	// RequireTimestamp requires an RFC 3161 timestamp from a timestamp
+	// authority of the trusted root on every counted signature.
+	RequireTimestamp bool `yaml:"require_timestamp" mapstructure:"require_timestamp"`
+	// Threshold is how many distinct keys and identities must have signed
+	// (default 1).
 	Threshold int `yaml:"threshold" mapstructure:"threshold"`
 	// RequireAttestations lists attestation types that must be present.
 	RequireAttestations []string `yaml:"require_attestations" mapstructure:"require_attestations"`
@@ -185,8 +240,13 @@ type PolicyConfig struct {
 
 // BasePolicy requires a signed base image.
 type BasePolicy struct {
-	// Keys are the public keys a base signature must verify with.
+	// Keys are the public keys a base signature may verify with.
 	Keys []string `yaml:"keys" mapstructure:"keys"`
+	// Identities are keyless signers a base signature may come from.
+	Identities []IdentityConfig `yaml:"identities" mapstructure:"identities"`
+	// TrustedRoot is the Sigstore trusted root for Identities (default:
+	// the public-good root over TUF).
+	TrustedRoot string `yaml:"trusted_root" mapstructure:"trusted_root"`
 }
 
 // ConfigError is an invalid configuration: a bad key or value, in a file.

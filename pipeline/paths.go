@@ -10,7 +10,9 @@ import (
 )
 
 // ResolvePaths makes the relative paths of c absolute: the inputs sign.key,
-// policy.keys, base_policy.keys, ca_certificates, cache_dir,
+// sign.identity_token, sign.signing_config, sign.trusted_root,
+// policy.keys, policy.trusted_root, base_policy.keys,
+// base_policy.trusted_root, ca_certificates, cache_dir,
 // scan.ignore_file, scan.db.dir and scan.cache_dir, and the outputs
 // oci_layout (its default, dist/oci, too) and scan.reports outputs ("-" is
 // stdout). A value equal to the
@@ -57,6 +59,17 @@ func (c *Config) ResolvePaths(file *Config, configDir, workDir string) {
 		}
 		list(c.BasePolicy.Keys, fk)
 	}
+	one(&c.Sign.IdentityToken, file.Sign.IdentityToken, anyPath)
+	one(&c.Sign.SigningConfig, file.Sign.SigningConfig, anyPath)
+	one(&c.Sign.TrustedRoot, file.Sign.TrustedRoot, anyPath)
+	one(&c.Policy.TrustedRoot, file.Policy.TrustedRoot, anyPath)
+	if c.BasePolicy != nil {
+		var ft string
+		if file.BasePolicy != nil {
+			ft = file.BasePolicy.TrustedRoot
+		}
+		one(&c.BasePolicy.TrustedRoot, ft, anyPath)
+	}
 	one(&c.CACertificates, file.CACertificates, func(s string) bool { return s != build.CASystem && s != build.CANone })
 	one(&c.CacheDir, file.CacheDir, anyPath)
 	one(&c.Scan.IgnoreFile, file.Scan.IgnoreFile, anyPath)
@@ -79,9 +92,11 @@ func (c *Config) ResolvePaths(file *Config, configDir, workDir string) {
 func (c *Config) InputPaths() *Config {
 	out := &Config{CACertificates: c.CACertificates, CacheDir: c.CacheDir, OCILayout: c.OCILayout}
 	out.Sign.Key = c.Sign.Key
+	out.Sign.IdentityToken, out.Sign.SigningConfig, out.Sign.TrustedRoot = c.Sign.IdentityToken, c.Sign.SigningConfig, c.Sign.TrustedRoot
 	out.Policy.Keys = splitKeys(c.Policy.Keys) // as Validate leaves them
+	out.Policy.TrustedRoot = c.Policy.TrustedRoot
 	if c.BasePolicy != nil {
-		out.BasePolicy = &BasePolicy{Keys: slices.Clone(c.BasePolicy.Keys)}
+		out.BasePolicy = &BasePolicy{Keys: slices.Clone(c.BasePolicy.Keys), TrustedRoot: c.BasePolicy.TrustedRoot}
 	}
 	out.Scan.IgnoreFile, out.Scan.DB.Dir, out.Scan.CacheDir = c.Scan.IgnoreFile, c.Scan.DB.Dir, c.Scan.CacheDir
 	return out

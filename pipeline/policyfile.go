@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -92,8 +93,11 @@ func (p *PolicyConfig) Validate(file string) error {
 	if p.Threshold < 0 {
 		return bad("threshold", "must be at least 1, got %d", p.Threshold)
 	}
-	if p.Threshold > 0 && len(p.Keys) > 0 && p.Threshold > len(p.Keys) {
-		return bad("threshold", "%d is more than the %d keys given", p.Threshold, len(p.Keys))
+	if err := checkIdentities(p.Identities, func(key, msg string) error { return bad(key, "%s", msg) }); err != nil {
+		return err
+	}
+	if n := len(p.Keys) + len(p.Identities); p.Threshold > 0 && n > 0 && p.Threshold > n {
+		return bad("threshold", "%d is more than the %d keys and identities given", p.Threshold, n)
 	}
 	p.RequireAttestations = splitList(p.RequireAttestations)
 	for i, a := range p.RequireAttestations {
@@ -115,6 +119,22 @@ func (p *PolicyConfig) Validate(file string) error {
 	for i, d := range p.AllowedBaseDigests {
 		if _, err := v1.NewHash(d); err != nil {
 			return bad(fmt.Sprintf("allowed_base_digests[%d]", i), "%q is not a digest (want sha256:<64 hex>)", d)
+		}
+	}
+	return nil
+}
+
+// checkIdentities checks keyless identities; bad reports a key below
+// identities[i].
+func checkIdentities(ids []IdentityConfig, bad func(key, msg string) error) error {
+	for i, id := range ids {
+		if field, msg := vocab.CheckIdentity(id.Issuer, id.Subject, id.IssuerRegexp, id.SubjectRegexp); msg != "" {
+			return bad(fmt.Sprintf("identities[%d].%s", i, field), msg)
+		}
+		for _, re := range []struct{ field, re string }{{"issuer_regexp", id.IssuerRegexp}, {"subject_regexp", id.SubjectRegexp}} {
+			if _, err := regexp.Compile(re.re); err != nil {
+				return bad(fmt.Sprintf("identities[%d].%s", i, re.field), err.Error())
+			}
 		}
 	}
 	return nil

@@ -175,8 +175,25 @@ func (c *Config) Validate(file string) error {
 			return bad(fmt.Sprintf("sign.attestations[%d]", i), "want %s, got %q", oneOf(vocab.Kinds()), a)
 		}
 	}
-	if len(c.Sign.Attestations) > 0 && c.Sign.Key == "" {
-		return bad("sign.attestations", "attestations are signed: set sign.key")
+	if len(c.Sign.Attestations) > 0 && c.Sign.Key == "" && !c.Sign.Keyless {
+		return bad("sign.attestations", "attestations are signed: set sign.key or sign.keyless")
+	}
+	if c.Sign.Key != "" && c.Sign.Keyless {
+		return bad("sign.keyless", "sign.key and sign.keyless are exclusive: sign with a key or keylessly")
+	}
+	if c.Sign.Format != "" && !slices.Contains(vocab.Formats(), c.Sign.Format) {
+		return bad("sign.format", "want %s, got %q", oneOf(vocab.Formats()), c.Sign.Format)
+	}
+	if c.Sign.Keyless && c.Sign.Format != "" && c.Sign.Format != vocab.FormatBundle {
+		return bad("sign.format", "keyless signing writes Sigstore bundles only (format %q needs a key: cosign v2's keyless format depends on Rekor bundle annotations)", c.Sign.Format)
+	}
+	for _, u := range []struct{ key, v string }{{"sign.fulcio_url", c.Sign.FulcioURL}, {"sign.rekor_url", c.Sign.RekorURL}, {"sign.tsa_url", c.Sign.TSAURL}} {
+		if u.v == "" || u.v == RekorNone && u.key == "sign.rekor_url" {
+			continue
+		}
+		if pu, err := url.Parse(u.v); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			return bad(u.key, "want an http(s) URL, got %q", u.v)
+		}
 	}
 	if c.Sign.SBOMFormat == "" {
 		c.Sign.SBOMFormat = vocab.SBOMFormats()[0]
@@ -187,8 +204,13 @@ func (c *Config) Validate(file string) error {
 	if err := c.Policy.Validate(file); err != nil {
 		return err
 	}
-	if c.BasePolicy != nil && len(c.BasePolicy.Keys) == 0 {
-		return bad("base_policy.keys", "at least one key is required")
+	if c.BasePolicy != nil {
+		if len(c.BasePolicy.Keys) == 0 && len(c.BasePolicy.Identities) == 0 {
+			return bad("base_policy.keys", "at least one key or identity is required")
+		}
+		if err := checkIdentities(c.BasePolicy.Identities, func(key, msg string) error { return bad("base_policy."+key, "%s", msg) }); err != nil {
+			return err
+		}
 	}
 	return nil
 }

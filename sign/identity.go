@@ -1,10 +1,10 @@
 package sign
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
-	"strings"
+
+	"github.com/slipway-build/slipway/sign/vocab"
 
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 )
@@ -38,21 +38,12 @@ func (i Identity) String() string {
 func (i Identity) Validate() error { return i.validate() }
 
 func (i Identity) validate() error {
-	if (i.Issuer == "") == (i.IssuerRegexp == "") {
-		return errors.New("give exactly one of issuer and issuer_regexp")
+	if field, msg := vocab.CheckIdentity(i.Issuer, i.Subject, i.IssuerRegexp, i.SubjectRegexp); msg != "" {
+		return fmt.Errorf("%s: %s", field, msg)
 	}
-	if (i.Subject == "") == (i.SubjectRegexp == "") {
-		return errors.New("give exactly one of subject and subject_regexp")
-	}
-	for _, r := range []struct{ name, re string }{{"issuer_regexp", i.IssuerRegexp}, {"subject_regexp", i.SubjectRegexp}} {
-		if r.re == "" {
-			continue
-		}
-		if !strings.HasPrefix(r.re, "^") || !strings.HasSuffix(r.re, "$") || strings.HasSuffix(r.re, `\$`) {
-			return fmt.Errorf("%s %q must be anchored: start with ^ and end with $", r.name, r.re)
-		}
-		if _, err := regexp.Compile(r.re); err != nil {
-			return fmt.Errorf("%s %q: %w", r.name, r.re, err)
+	for _, re := range []string{i.IssuerRegexp, i.SubjectRegexp} {
+		if _, err := regexp.Compile(wrapAnchored(re)); re != "" && err != nil {
+			return fmt.Errorf("regexp %q: %w", re, err)
 		}
 	}
 	return nil

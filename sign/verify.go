@@ -180,11 +180,14 @@ func Verify(ctx context.Context, ref name.Reference, pol Policy, opts ...Option)
 	return v, nil
 }
 
-// VerifyBase verifies that a base image is signed by at least one of keys
-// and returns the verified digest, which the build must then use instead of
-// ref. An unsigned or wrongly signed base is a *PolicyError.
-func VerifyBase(ctx context.Context, ref name.Reference, keys []*PublicKey, opts ...Option) (name.Digest, error) {
-	v, err := Verify(ctx, ref, Policy{Keys: keys, Threshold: 1}, opts...)
+// VerifyBase verifies that a base image is signed (in either format) by at
+// least one of pol's keys or identities, and returns the verified digest,
+// which the build must then use instead of ref. Only pol's signers, trusted
+// root and log/timestamp requirements apply. An unsigned or wrongly signed
+// base is a *PolicyError.
+func VerifyBase(ctx context.Context, ref name.Reference, pol Policy, opts ...Option) (name.Digest, error) {
+	v, err := Verify(ctx, ref, Policy{Keys: pol.Keys, Identities: pol.Identities, TrustedRoot: pol.TrustedRoot,
+		RequireTlog: pol.RequireTlog, RequireTimestamp: pol.RequireTimestamp, Threshold: 1}, opts...)
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("verifying base image %s: %w", ref, err)
 	}

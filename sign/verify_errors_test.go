@@ -90,15 +90,15 @@ func TestVerifyBase(t *testing.T) {
 	pushIndex(t, repo, "unsigned", unsigned)
 	signAndWrite(t, key, signed, repo)
 
-	got, err := VerifyBase(context.Background(), repo.Tag("signed"), []*PublicKey{pub})
+	got, err := VerifyBase(context.Background(), repo.Tag("signed"), Policy{Keys: []*PublicKey{pub}})
 	if err != nil || got != ds {
 		t.Fatalf("VerifyBase(signed) = %v, %v; want %s", got, err, ds)
 	}
 	var pe *PolicyError
-	if _, err := VerifyBase(context.Background(), repo.Tag("unsigned"), []*PublicKey{pub}); !errors.As(err, &pe) {
+	if _, err := VerifyBase(context.Background(), repo.Tag("unsigned"), Policy{Keys: []*PublicKey{pub}}); !errors.As(err, &pe) {
 		t.Errorf("VerifyBase(unsigned) = %v; want a *PolicyError", err)
 	}
-	if _, err := VerifyBase(context.Background(), repo.Tag("signed"), []*PublicKey{testPub(t, "other")}); !errors.As(err, &pe) {
+	if _, err := VerifyBase(context.Background(), repo.Tag("signed"), Policy{Keys: []*PublicKey{testPub(t, "other")}}); !errors.As(err, &pe) {
 		t.Errorf("VerifyBase(wrong key) = %v; want a *PolicyError", err)
 	}
 }

@@ -301,6 +301,12 @@ func reportsFor(in []pipeline.ReportConfig, targets int) []pipeline.ReportConfig
 	return out
 }
 
+// configError is a *pipeline.ConfigError about key, with the config file
+// and the key's line.
+func (lc *loadedConfig) configError(key, msg string) error {
+	return lc.withFile(&pipeline.ConfigError{Key: key, Msg: msg})
+}
+
 // withFile adds the config file, and the line of the key, to a config
 // error that lacks them (Plan does not know the file).
 func (lc *loadedConfig) withFile(err error) error {

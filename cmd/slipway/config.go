@@ -21,8 +21,11 @@ var envKeys = []string{
 	"scan.enabled", "scan.severity", "scan.ignore_unfixed", "scan.ignore_file",
 	"scan.db.dir", "scan.db.repositories", "scan.db.max_age", "scan.cache_dir",
 	"scan.max_layer_bytes", "scan.max_image_bytes",
-	"sign.key", "sign.attestations", "sign.sbom_format",
+	"sign.key", "sign.attestations", "sign.sbom_format", "sign.format", "sign.keyless",
+	"sign.identity_token", "sign.fulcio_url", "sign.rekor_url", "sign.tsa_url",
+	"sign.signing_config", "sign.trusted_root",
 	"policy.keys", "policy.threshold", "policy.require_attestations",
+	"policy.trusted_root", "policy.require_tlog", "policy.require_timestamp",
 	"policy.max_severity", "policy.max_scan_age", "policy.allowed_base_digests",
 }
 

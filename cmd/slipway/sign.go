@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -71,9 +72,76 @@ func loadKey(ctx context.Context, lc *loadedConfig) (*sign.PrivateKey, error) {
 	return k, nil
 }
 
+// signerConfig reads the sign config: the key (decrypted now, so a wrong
+// password fails before anything is built) or keyless signing, the format
+// and the Sigstore services.
+func signerConfig(ctx context.Context, lc *loadedConfig) (sign.SignerConfig, error) {
+	sc := lc.Sign
+	bad := func(key, msg string) error { return lc.configError(key, msg) }
+	var cfg sign.SignerConfig
+	if sc.Format != "" {
+		f, err := sign.ParseFormat(sc.Format)
+		if err != nil {
+			return cfg, bad("sign.format", err.Error())
+		}
+		cfg.Format = f
+	}
+	svc := &sign.Services{FulcioURL: sc.FulcioURL, RekorURL: sc.RekorURL, TimestampURL: sc.TSAURL}
+	if sc.SigningConfig != "" {
+		c, err := sign.LoadSigningConfig(sc.SigningConfig, time.Now())
+		if err != nil {
+			return cfg, bad("sign.signing_config", err.Error())
+		}
+		if svc.FulcioURL == "" {
+			svc.FulcioURL = c.FulcioURL
+		}
+		if svc.RekorURL == "" {
+			svc.RekorURL = c.RekorURL
+			if c.RekorURL == "" {
+				svc.RekorURL = pipeline.RekorNone // the signing config names no log
+			}
+		}
+		if svc.TimestampURL == "" {
+			svc.TimestampURL = c.TimestampURL
+		}
+	}
+	if sc.Keyless {
+		if svc.FulcioURL == "" {
+			svc.FulcioURL = sign.PublicFulcioURL
+		}
+		if svc.RekorURL == "" {
+			svc.RekorURL = sign.PublicRekorURL // as cosign: keyless signatures are logged
+		}
+	}
+	if svc.RekorURL == pipeline.RekorNone {
+		svc.RekorURL = ""
+	}
+	if sc.Keyless || sc.TrustedRoot != "" {
+		tr, err := trustedRoot(sc.TrustedRoot)
+		if err != nil {
+			if sc.TrustedRoot != "" {
+				return cfg, bad("sign.trusted_root", err.Error())
+			}
+			return cfg, err
+		}
+		svc.TrustedRoot = tr
+	}
+	cfg.Services = svc
+	if sc.Keyless {
+		cfg.Keyless = &sign.Keyless{Token: sign.DefaultTokenSource(sc.IdentityToken, nil, nil)}
+		return cfg, nil
+	}
+	key, err := loadKey(ctx, lc)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Key = key
+	return cfg, nil
+}
+
 // newSigner makes the signing stage from the sign config.
 func newSigner(ctx context.Context, lc *loadedConfig, ropts []remote.Option, log *slog.Logger) (pipeline.Signer, error) {
-	key, err := loadKey(ctx, lc)
+	cfg, err := signerConfig(ctx, lc)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +164,7 @@ func newSigner(ctx context.Context, lc *loadedConfig, ropts []remote.Option, log
 		}
 		opts = append(opts, stage.WithSBOMs(sboms, lc.Sign.SBOMFormat), stage.WithSBOMCache(dir, trivy.Version()))
 	}
-	return stage.New(key, opts...)
+	return stage.New(cfg, opts...)
 }
 
 // baseVerifier is the base_policy check: the resolved base digest must be
@@ -109,6 +177,19 @@ func baseVerifier(lc *loadedConfig, ropts []remote.Option, log *slog.Logger) (pi
 	if err != nil {
 		return nil, &pipeline.ConfigError{File: lc.File, Key: "base_policy.keys", Msg: err.Error()}
 	}
+	ids, err := signIdentities(lc.BasePolicy.Identities)
+	if err != nil {
+		return nil, lc.configError("base_policy.identities", err.Error())
+	}
+	pol := sign.Policy{Keys: keys, Identities: ids, Threshold: 1}
+	if len(ids) > 0 || lc.BasePolicy.TrustedRoot != "" {
+		if pol.TrustedRoot, err = trustedRoot(lc.BasePolicy.TrustedRoot); err != nil {
+			if lc.BasePolicy.TrustedRoot != "" {
+				return nil, lc.configError("base_policy.trusted_root", err.Error())
+			}
+			return nil, err
+		}
+	}
 	return func(ctx context.Context, b *build.Base) error {
 		if strings.HasPrefix(b.Name, build.LayoutPrefix) {
 			return fmt.Errorf("base_policy: cannot verify signatures of a layout base (%s)", b.Name)
@@ -118,7 +199,7 @@ func baseVerifier(lc *loadedConfig, ropts []remote.Option, log *slog.Logger) (pi
 			return err
 		}
 		d := ref.Context().Digest(b.Digest.String())
-		if _, err := sign.VerifyBase(ctx, d, keys, sign.WithRemoteOptions(ropts...), sign.WithLogger(log)); err != nil {
+		if _, err := sign.VerifyBase(ctx, d, pol, sign.WithRemoteOptions(ropts...), sign.WithLogger(log)); err != nil {
 			return err
 		}
 		log.Info("base signature verified", "base", d.String())
@@ -181,10 +262,13 @@ asked on the terminal; PREFIX.pub is PEM. Both work with cosign unchanged.`,
 func newSignCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sign REPO@sha256:DIGEST",
-		Short: "Sign an image index already in a registry, by digest, with sign.key",
-		Long: `Signs the index digest and each platform manifest digest (cosign's simple
-signing payload, stored at the sha256-<digest>.sig tag). Only digests are
-signed: a tag could move between reading and signing.`,
+		Short: "Sign an image index already in a registry, by digest, with sign.key or keylessly",
+		Long: `Signs the index digest and each platform manifest digest, as sign.format
+says: a Sigstore bundle stored as an OCI 1.1 referrer of each digest (what
+cosign v3 writes), cosign v2's simple-signing payload at the
+sha256-<digest>.sig tag, or both (the default with a key; keyless signing
+writes bundles). Only digests are signed: a tag could move between reading
+and signing.`,
 		Example: `  COSIGN_PASSWORD=… slipway sign registry.example.com/team/hello@sha256:… --key cosign.key`,
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -198,11 +282,11 @@ signed: a tag could move between reading and signing.`,
 			}
 			ctx := cmd.Context()
 			log := g.logger()
-			key, err := loadKey(ctx, lc)
+			cfg, err := signerConfig(ctx, lc)
 			if err != nil {
 				return err
 			}
-			keyed, err := sign.NewKeyed(key, sign.WithLogger(log))
+			keyed, err := sign.NewSigner(cfg, sign.WithLogger(log))
 			if err != nil {
 				return err
 			}

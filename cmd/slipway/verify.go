@@ -10,15 +10,18 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/scan"
 	"github.com/slipway-build/slipway/sign"
+	"github.com/slipway-build/slipway/sign/vocab"
 	"github.com/spf13/cobra"
 )
 
 func newVerifyCmd(g *globalFlags) *cobra.Command {
 	var keys []string
 	var policyFile, output string
+	var idf identityFlags
 	cmd := &cobra.Command{
 		Use:   "verify IMAGE",
 		Short: "Enforce the signing policy on an image; print the verified repo@sha256:…",
@@ -28,6 +31,16 @@ shape, or just --key): valid signatures from threshold trusted keys, and
 optionally required attestations, a vuln attestation with no finding at or
 above max_severity, made within max_scan_age, and allowed base digests.
 Prints the verified digest reference: deploy that, not the tag.
+
+Signatures are read in both formats: Sigstore bundles stored as OCI 1.1
+referrers (cosign v3's default) and cosign v2's sha256-<hex>.sig/.att tags.
+Trusted signers are keys (--key, policy.keys) and keyless identities
+(--certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp],
+policy.identities; regexps must be anchored ^…$), checked against a Sigstore
+trusted root (--trusted-root, policy.trusted_root; default for identities:
+the public-good root, fetched over TUF). A certificate is checked at the
+time a timestamp authority or transparency log of the trusted root vouches
+for.
 
 Key paths in a --policy file are relative to that file (in slipway.yaml, to
 slipway.yaml), --key paths to the working directory; keys may also be
@@ -60,8 +73,11 @@ the policy is invalid.`,
 				pc.Keys = keys
 				src.keysFlag = true
 			}
-			if len(pc.Keys) == 0 {
-				return &usageError{errors.New("verify needs trusted keys: --key, policy.keys or a --policy file")}
+			if err := idf.apply(&pc, &src); err != nil {
+				return err
+			}
+			if len(pc.Keys) == 0 && len(pc.Identities) == 0 {
+				return &usageError{errors.New("verify needs trusted keys or identities: --key, --certificate-identity, policy.keys, policy.identities or a --policy file")}
 			}
 			pol, err := signPolicy(pc, src)
 			if err != nil {
@@ -97,6 +113,7 @@ the policy is invalid.`,
 	}
 	cmd.Flags().StringSliceVar(&keys, "key", nil, "trusted public key (file or env://VAR; repeatable); replaces policy.keys")
 	cmd.Flags().StringVar(&policyFile, "policy", "", "policy file: the shape of slipway.yaml's policy block")
+	idf.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text (the verified reference) or json (the verdict)")
 	return cmd
 }
@@ -119,7 +136,45 @@ func loadPolicyFile(path string) (*pipeline.PolicyConfig, error) {
 	for i, k := range p.Keys {
 		p.Keys[i] = pipeline.ResolveKeyRef(dir, k)
 	}
+	if p.TrustedRoot != "" {
+		p.TrustedRoot = pipeline.ResolvePath(dir, p.TrustedRoot)
+	}
 	return p, nil
+}
+
+// identityFlags are cosign's keyless verification flags.
+type identityFlags struct {
+	identity, identityRegexp, issuer, issuerRegexp, trustedRoot string
+}
+
+func (f *identityFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.identity, "certificate-identity", "", "trusted keyless identity: the certificate subject (email, workflow URI); replaces policy.identities")
+	fl.StringVar(&f.identityRegexp, "certificate-identity-regexp", "", "trusted keyless identity as an anchored regexp (^…$)")
+	fl.StringVar(&f.issuer, "certificate-oidc-issuer", "", "the OIDC issuer of the keyless identity")
+	fl.StringVar(&f.issuerRegexp, "certificate-oidc-issuer-regexp", "", "the OIDC issuer as an anchored regexp (^…$)")
+	fl.StringVar(&f.trustedRoot, "trusted-root", "", "Sigstore trusted_root.json (default for identities: the public-good root over TUF)")
+}
+
+// apply puts the flags into the policy: an identity given on the command
+// line replaces the policy's identities.
+func (f *identityFlags) apply(pc *pipeline.PolicyConfig, src *policySource) error {
+	if f.trustedRoot != "" {
+		pc.TrustedRoot = f.trustedRoot
+		src.rootFlag = true
+	}
+	if f.identity == "" && f.identityRegexp == "" && f.issuer == "" && f.issuerRegexp == "" {
+		return nil
+	}
+	id := pipeline.IdentityConfig{Issuer: f.issuer, Subject: f.identity, IssuerRegexp: f.issuerRegexp, SubjectRegexp: f.identityRegexp}
+	if field, msg := vocab.CheckIdentity(id.Issuer, id.Subject, id.IssuerRegexp, id.SubjectRegexp); msg != "" {
+		flag := map[string]string{"issuer": "--certificate-oidc-issuer", "subject": "--certificate-identity",
+			"issuer_regexp": "--certificate-oidc-issuer-regexp", "subject_regexp": "--certificate-identity-regexp"}[field]
+		return &usageError{fmt.Errorf("%s: %s", flag, msg)}
+	}
+	pc.Identities = []pipeline.IdentityConfig{id}
+	src.idFlags = true
+	return nil
 }
 
 // policySource says where a policy came from, for error messages.
@@ -127,6 +182,8 @@ type policySource struct {
 	file     string // the policy file or slipway.yaml ("" for none)
 	prefix   string // "policy." in slipway.yaml, "" in a policy file
 	keysFlag bool   // keys came from --key
+	idFlags  bool   // identities came from --certificate-*
+	rootFlag bool   // the trusted root came from --trusted-root
 }
 
 // bad is a *pipeline.ConfigError about key (e.g. "keys[0]") of the policy,
@@ -164,10 +221,34 @@ func signPolicy(pc pipeline.PolicyConfig, src policySource) (sign.Policy, error)
 			ids[kk.ID()] = true
 		}
 	}
-	if pc.Threshold > len(ids) {
-		return sign.Policy{}, src.bad("threshold", fmt.Sprintf("%d is more than the %d distinct trusted keys given", pc.Threshold, len(ids)))
+	idents, err := signIdentities(pc.Identities)
+	if err != nil {
+		if src.idFlags {
+			return sign.Policy{}, &usageError{err}
+		}
+		return sign.Policy{}, src.bad("identities", err.Error())
 	}
-	p := sign.Policy{Keys: keys, Threshold: pc.Threshold, RequireAttestations: pc.RequireAttestations, MaxScanAge: pc.EffectiveMaxScanAge()}
+	for _, id := range idents {
+		ids[id.String()] = true
+	}
+	if pc.Threshold > len(ids) {
+		return sign.Policy{}, src.bad("threshold", fmt.Sprintf("%d is more than the %d distinct trusted keys and identities given", pc.Threshold, len(ids)))
+	}
+	p := sign.Policy{Keys: keys, Identities: idents, Threshold: pc.Threshold, RequireAttestations: pc.RequireAttestations, MaxScanAge: pc.EffectiveMaxScanAge(),
+		RequireTlog: pc.RequireTlog, RequireTimestamp: pc.RequireTimestamp}
+	if pc.TrustedRoot != "" || len(idents) > 0 || pc.RequireTlog || pc.RequireTimestamp {
+		tr, err := trustedRoot(pc.TrustedRoot)
+		if err != nil {
+			if src.rootFlag {
+				return p, &usageError{fmt.Errorf("--trusted-root: %w", err)}
+			}
+			if pc.TrustedRoot != "" {
+				return p, src.bad("trusted_root", err.Error())
+			}
+			return p, err
+		}
+		p.TrustedRoot = tr
+	}
 	if pc.MaxSeverity != "" {
 		sev, err := scan.ParseSeverity(pc.MaxSeverity)
 		if err != nil {
@@ -183,6 +264,29 @@ func signPolicy(pc pipeline.PolicyConfig, src policySource) (sign.Policy, error)
 		p.AllowedBaseDigests = append(p.AllowedBaseDigests, h)
 	}
 	return p, nil
+}
+
+// signIdentities converts configured identities.
+func signIdentities(ics []pipeline.IdentityConfig) ([]sign.Identity, error) {
+	var out []sign.Identity
+	for i, ic := range ics {
+		id := sign.Identity{Issuer: ic.Issuer, Subject: ic.Subject, IssuerRegexp: ic.IssuerRegexp, SubjectRegexp: ic.SubjectRegexp}
+		if err := id.Validate(); err != nil {
+			return nil, fmt.Errorf("identities[%d]: %w", i, err)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// trustedRoot loads a trusted_root.json, or with no path fetches the
+// public-good root over TUF (only ever called when keyless identities,
+// logs or timestamps are configured).
+func trustedRoot(path string) (*root.TrustedRoot, error) {
+	if path == "" {
+		return sign.PublicGoodTrustedRoot()
+	}
+	return sign.LoadTrustedRoot(path)
 }
 
 // describeScan is the human line about the vuln scan a verdict relied on.

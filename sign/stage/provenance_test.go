@@ -81,7 +81,7 @@ func TestProvenanceFromBuiltBinary(t *testing.T) {
 	t.Setenv("PATH", fake+string(os.PathListSeparator)+os.Getenv("PATH"))
 	t.Setenv("GOROOT", "")
 
-	s, err := New(testKey(t), WithAttestations(vocab.KindProvenance), WithTargets([]pipeline.Target{{Name: "worker", Env: []string{"GOPROXY=https://user:secret@proxy"}}}))
+	s, err := New(sign.SignerConfig{Key: testKey(t)}, WithAttestations(vocab.KindProvenance), WithTargets([]pipeline.Target{{Name: "worker", Env: []string{"GOPROXY=https://user:secret@proxy"}}}))
 	if err != nil {
 		t.Fatal(err)
 	}

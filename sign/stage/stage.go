@@ -107,8 +107,8 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.log = l }
 }
 
-// New makes the signing stage signing with key.
-func New(key *sign.PrivateKey, opts ...Option) (*Signer, error) {
+// New makes the signing stage signing as cfg says (a key, or keyless).
+func New(cfg sign.SignerConfig, opts ...Option) (*Signer, error) {
 	o := options{attest: map[string]bool{}, repository: LocalRegistry, version: "devel",
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, opt := range opts {
@@ -130,7 +130,7 @@ func New(key *sign.PrivateKey, opts ...Option) (*Signer, error) {
 	if o.repository == "" {
 		o.repository = LocalRegistry
 	}
-	keyed, err := sign.NewKeyed(key, sign.WithLogger(o.log))
+	keyed, err := sign.NewSigner(cfg, sign.WithLogger(o.log))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/slipway-build/slipway/build"
+	"github.com/slipway-build/slipway/sign"
 	"github.com/slipway-build/slipway/sign/vocab"
 )
 
@@ -35,7 +36,7 @@ func TestSBOMCache(t *testing.T) {
 	res := &build.Result{Index: idx, Digest: h}
 	dir := filepath.Join(t.TempDir(), "sbom")
 	m := &countingSBOMs{}
-	s, err := New(testKey(t), WithAttestations(vocab.KindSBOM), WithSBOMs(m, vocab.SBOMCycloneDX), WithSBOMCache(dir, "v1"))
+	s, err := New(sign.SignerConfig{Key: testKey(t)}, WithAttestations(vocab.KindSBOM), WithSBOMs(m, vocab.SBOMCycloneDX), WithSBOMCache(dir, "v1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,12 +78,12 @@ func TestNewRejects(t *testing.T) {
 		{"unknown format", []Option{WithAttestations(vocab.KindSBOM), WithSBOMs(&countingSBOMs{}, "cyclonedx-json")}, "unknown SBOM format"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := New(testKey(t), tc.opts...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := New(sign.SignerConfig{Key: testKey(t)}, tc.opts...); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("New: %v, want an error with %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := New(nil); err == nil {
-		t.Error("New(nil) succeeded")
+	if _, err := New(sign.SignerConfig{}); err == nil {
+		t.Error("New with neither key nor keyless succeeded")
 	}
 }

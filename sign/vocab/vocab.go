@@ -23,3 +23,39 @@ const (
 
 // SBOMFormats are the SBOM formats; the first is the default.
 func SBOMFormats() []string { return []string{SBOMSPDXJSON, SBOMCycloneDX} }
+
+// Signature formats, as named in configuration (sign.format).
+const (
+	FormatBoth   = "both"   // Sigstore bundle referrers and cosign v2 tags
+	FormatBundle = "bundle" // Sigstore bundles as OCI 1.1 referrers
+	FormatLegacy = "legacy" // cosign v2's sha256-<hex>.sig/.att tags
+)
+
+// Formats are the signature formats.
+func Formats() []string { return []string{FormatBoth, FormatBundle, FormatLegacy} }
+
+// CheckIdentity checks a keyless identity as configured: exactly one of
+// issuer and issuerRegexp, exactly one of subject and subjectRegexp, and
+// each regexp anchored (^…$), since an unanchored one matches any identity
+// that merely contains it. It returns the offending field's name
+// (issuer, subject, issuer_regexp, subject_regexp) with the message.
+func CheckIdentity(issuer, subject, issuerRegexp, subjectRegexp string) (field, msg string) {
+	if (issuer == "") == (issuerRegexp == "") {
+		return "issuer", "give exactly one of issuer and issuer_regexp"
+	}
+	if (subject == "") == (subjectRegexp == "") {
+		return "subject", "give exactly one of subject and subject_regexp"
+	}
+	for _, r := range []struct{ name, re string }{{"issuer_regexp", issuerRegexp}, {"subject_regexp", subjectRegexp}} {
+		if r.re == "" {
+			continue
+		}
+		n := len(r.re)
+		if n < 2 || r.re[0] != '^' || r.re[n-1] != '$' || r.re[n-2] == '\\' {
+			return r.name, "regexp " + quote(r.re) + " must be anchored: start with ^ and end with $"
+		}
+	}
+	return "", ""
+}
+
+func quote(s string) string { return "\"" + s + "\"" }
