@@ -3,6 +3,7 @@ package trivy
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
@@ -44,7 +45,7 @@ func (n *nativeReport) add(platform string, osInfo ftypes.OS, results types.Resu
 func (n *nativeReport) encode(subject, version string, created time.Time) (json.RawMessage, error) {
 	r := types.Report{
 		SchemaVersion: reportSchemaVersion,
-		Trivy:         types.TrivyInfo{Version: version},
+		Trivy:         types.TrivyInfo{Version: strings.TrimPrefix(version, "v")}, // as Trivy names itself: 0.74.0
 		CreatedAt:     created.UTC(),
 		ArtifactName:  subject,
 		ArtifactType:  ftypes.TypeContainerImage,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func TestTrivyReportDebianTwoPlatforms(t *testing.T) {
 		t.Fatalf("TrivyReport does not decode as Trivy's types.Report: %v\n%s", err, r.TrivyReport)
 	}
 	if tr.SchemaVersion != 2 || tr.ArtifactName != r.Subject || tr.ArtifactType != ftypes.TypeContainerImage ||
-		tr.Trivy.Version != s.version || !tr.CreatedAt.Equal(r.FinishedAt) {
+		tr.Trivy.Version != strings.TrimPrefix(s.version, "v") || !tr.CreatedAt.Equal(r.FinishedAt) {
 		t.Errorf("report header = %d %q %q %q %v", tr.SchemaVersion, tr.ArtifactName, tr.ArtifactType, tr.Trivy.Version, tr.CreatedAt)
 	}
 	if tr.Metadata.OS == nil || tr.Metadata.OS.Family != "debian" || tr.Metadata.OS.Name != "12.5" {
@@ -76,7 +77,7 @@ func TestTrivyReportDebianTwoPlatforms(t *testing.T) {
 	// Trivy's own cosign-vuln writer, given the same report, writes the
 	// same scanner.result.
 	var buf bytes.Buffer
-	if err := predicate.NewVulnWriter(&buf, s.version).Write(context.Background(), tr); err != nil {
+	if err := predicate.NewVulnWriter(&buf, tr.Trivy.Version).Write(context.Background(), tr); err != nil {
 		t.Fatal(err)
 	}
 	var pred struct {
@@ -98,7 +99,7 @@ func TestTrivyReportDebianTwoPlatforms(t *testing.T) {
 	if diff := cmp.Diff(fromTrivy, ours); diff != "" {
 		t.Errorf("scanner.result: Trivy's cosign-vuln writer (-) vs TrivyReport (+):\n%s", diff)
 	}
-	if pred.Scanner.URI != "pkg:github/aquasecurity/trivy@"+s.version {
+	if pred.Scanner.URI != "pkg:github/aquasecurity/trivy@"+tr.Trivy.Version {
 		t.Errorf("Trivy's scanner uri = %q", pred.Scanner.URI)
 	}
 
