@@ -34,6 +34,18 @@ func Cached(s Scanner, dir string) Scanner {
 	return &cachedScanner{inner: s, id: id, dir: dir}
 }
 
+// reportCacheVersion names the format of cache entries and is part of
+// their key. v3: a cacheEntry, keeping Report.TrivyReport beside the
+// report; v2 entries (a bare Report, without it) are never read.
+const reportCacheVersion = "slipway-report-v3"
+
+// cacheEntry is one report cache file.
+type cacheEntry struct {
+	Version     string          `json:"version"`
+	Report      *Report         `json:"report"`
+	TrivyReport json.RawMessage `json:"trivyReport,omitempty"`
+}
+
 type cachedScanner struct {
 	inner Scanner
 	id    DBIdentifier
@@ -57,20 +69,21 @@ func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, e
 	if err := cachedir.Ensure(c.dir); err != nil {
 		return nil, fmt.Errorf("report cache: %w", err)
 	}
-	sum := sha256.Sum256([]byte("slipway-report-v2\x00" + d.String() + "\x00" + dbID))
+	sum := sha256.Sum256([]byte(reportCacheVersion + "\x00" + d.String() + "\x00" + dbID))
 	path := filepath.Join(c.dir, hex.EncodeToString(sum[:])+".json")
 	if b, err := os.ReadFile(path); err == nil {
-		var r Report
-		if json.Unmarshal(b, &r) == nil && r.Subject == d.String() {
-			r.Cached = true
-			return &r, nil
+		var e cacheEntry
+		if json.Unmarshal(b, &e) == nil && e.Version == reportCacheVersion && e.Report != nil && e.Report.Subject == d.String() {
+			e.Report.TrivyReport = e.TrivyReport
+			e.Report.Cached = true
+			return e.Report, nil
 		}
 	}
 	r, err := c.inner.Scan(ctx, idx)
 	if err != nil {
 		return nil, err
 	}
-	if b, err := json.Marshal(r); err == nil {
+	if b, err := json.Marshal(cacheEntry{Version: reportCacheVersion, Report: r, TrivyReport: r.TrivyReport}); err == nil {
 		_ = atomicfile.WriteBytes(path, 0o600, b) // a cache: a failed write only costs a rescan
 	}
 	return r, nil

@@ -6,6 +6,7 @@ package scan
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -47,6 +48,18 @@ type Report struct {
 	// Unjudged lists what the scanner could not judge (see Unjudged); the
 	// gate fails on each unless its reason is allowed.
 	Unjudged []Unjudged `json:"unjudged,omitempty"`
+	// TrivyReport is the scanner's own report of the same scan in Trivy's
+	// JSON format (its pkg/types.Report: SchemaVersion, ArtifactName,
+	// Results[].Vulnerabilities[]), as Trivy itself encodes it, holding
+	// every finding, suppressed or not: one Result per platform and target,
+	// the Target prefixed with the platform ("linux/amd64: app/server").
+	// Every vulnerability in it is a Finding (same id, package name and
+	// installed version) and every Finding is in it. The vuln attestation
+	// carries it, suppressed findings moved aside, so policies written for
+	// `trivy --format cosign-vuln` read it. scan/trivy sets it; it is nil
+	// for other scanners. It is not part of the JSON report (WriteJSON);
+	// the report cache keeps it.
+	TrivyReport json.RawMessage `json:"-"`
 }
 
 // Unjudged is a part of the image, or a condition of the scan, that the

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/slipway-build/slipway/scan"
 	"github.com/slipway-build/slipway/sign/vocab"
 )
 
@@ -195,57 +194,6 @@ func sbomPredicate(s *SBOM) (string, *structpb.Struct, error) {
 		return "", nil, fmt.Errorf("sbom: %w", err)
 	}
 	return pt, st, nil
-}
-
-// VulnPredicate is cosign's vulnerability scan predicate as slipway writes
-// it: scanner.result holds the whole scan.Report.
-type VulnPredicate struct {
-	Invocation cattest.Invocation `json:"invocation"`
-	Scanner    VulnScanner        `json:"scanner"`
-	Metadata   cattest.Metadata   `json:"metadata"`
-}
-
-// VulnScanner is the scanner block of VulnPredicate.
-type VulnScanner struct {
-	URI     string       `json:"uri"`
-	Version string       `json:"version"`
-	DB      cattest.DB   `json:"db"`
-	Result  *scan.Report `json:"result"`
-}
-
-// vulnPredicate builds the cosign vuln predicate from a report.
-func vulnPredicate(r *scan.Report) (*structpb.Struct, error) {
-	if r.FinishedAt.IsZero() {
-		return nil, errors.New("vuln: report has no finish time")
-	}
-	uri := r.Scanner.Name
-	if !strings.Contains(uri, ":") {
-		uri = "pkg:generic/" + r.Scanner.Name
-		if r.Scanner.Version != "" {
-			uri += "@" + r.Scanner.Version
-		}
-	}
-	dbVersion := fmt.Sprintf("v%d", r.DB.SchemaVersion)
-	if !r.DB.UpdatedAt.IsZero() {
-		dbVersion += " " + r.DB.UpdatedAt.UTC().Format(time.RFC3339)
-	}
-	p := VulnPredicate{
-		Scanner: VulnScanner{
-			URI:     uri,
-			Version: r.Scanner.Version,
-			DB:      cattest.DB{Version: dbVersion},
-			Result:  r,
-		},
-		Metadata: cattest.Metadata{
-			ScanStartedOn:  r.StartedAt.UTC(),
-			ScanFinishedOn: r.FinishedAt.UTC(),
-		},
-	}
-	s, err := jsonStruct(p)
-	if err != nil {
-		return nil, fmt.Errorf("vuln: %w", err)
-	}
-	return s, nil
 }
 
 // provenancePredicate builds a SLSA provenance v1 predicate.

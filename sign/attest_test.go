@@ -82,17 +82,21 @@ func TestStatementDeterministic(t *testing.T) {
 func TestVulnReasons(t *testing.T) {
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	attest := func(finished time.Time, findings ...scan.Finding) verifiedStatement {
-		r := &scan.Report{StartedAt: finished.Add(-time.Minute), FinishedAt: finished, Findings: findings}
-		body, err := vulnPredicate(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := body.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return verifiedStatement{st: &intotoStatement{PredicateType: PredicateVuln, Predicate: b}}
+		return verifiedStatement{st: &intotoStatement{PredicateType: PredicateVuln, Predicate: predicateJSON(t, vulnTestReport(t, finished, findings...))}}
 	}
+	raw := func(p string) verifiedStatement {
+		return verifiedStatement{st: &intotoStatement{PredicateType: PredicateVuln, Predicate: json.RawMessage(p)}}
+	}
+	// Trivy's own cosign-vuln predicate (a HIGH finding), made recent.
+	var golden map[string]any
+	if err := json.Unmarshal(goldenCosignVuln(t), &golden); err != nil {
+		t.Fatal(err)
+	}
+	golden["metadata"] = map[string]any{"scanStartedOn": now.Add(-time.Minute), "scanFinishedOn": now.Add(-time.Minute)}
+	trivyMade, _ := json.Marshal(golden)
+	delete(golden["scanner"].(map[string]any)["result"].(map[string]any), "Results")
+	noResults, _ := json.Marshal(golden)
+	oldShape := `{"scanner":{"uri":"pkg:generic/trivy@0.74.0","result":{"subject":"sha256:ab","findings":[{"id":"CVE-1","severity":"CRITICAL"}]}},"metadata":{"scanFinishedOn":"` + now.Format(time.RFC3339) + `"}}`
 	crit := scan.Finding{ID: "CVE-1", Severity: scan.SeverityCritical, PkgName: "p", InstalledVersion: "1"}
 	high := scan.Finding{ID: "CVE-2", Severity: scan.SeverityHigh, PkgName: "p", InstalledVersion: "1"}
 	live := crit
@@ -119,6 +123,30 @@ func TestVulnReasons(t *testing.T) {
 		{"stale scan", []verifiedStatement{attest(now.Add(-3 * time.Hour))}, Policy{MaxScanAge: 2 * time.Hour}, "older than the maximum 2h0m0s"},
 		{"scan from the future", []verifiedStatement{attest(now.Add(time.Hour))}, Policy{MaxScanAge: 2 * time.Hour}, "in the future"},
 		{"no attestation", nil, Policy{MaxScanAge: time.Hour}, "no vuln attestation"},
+		{"high on one platform only", []verifiedStatement{attest(now, scan.Finding{ID: "CVE-4", Severity: scan.SeverityHigh, PkgName: "p", InstalledVersion: "1", Platforms: []string{"linux/arm64"}})},
+			Policy{MaxSeverity: scan.SeverityHigh}, "1 finding(s) at or above HIGH: HIGH CVE-4 in p 1 (linux/arm64: app/server)"},
+		{"high on two platforms counts once", []verifiedStatement{attest(now, high)}, Policy{MaxSeverity: scan.SeverityHigh}, "1 finding(s)"},
+		{"trivy's own predicate at high limit", []verifiedStatement{raw(string(trivyMade))}, Policy{MaxSeverity: scan.SeverityHigh}, "HIGH CVE-2022-32149 in golang.org/x/text v0.3.7 (app/server)"},
+		{"trivy's own predicate at critical limit", []verifiedStatement{raw(string(trivyMade))}, Policy{MaxSeverity: scan.SeverityCritical, MaxScanAge: time.Hour}, ""},
+		{"no Results", []verifiedStatement{raw(string(noResults))}, Policy{MaxSeverity: scan.SeverityCritical}, "unreadable"},
+		{"slipway's old predicate shape", []verifiedStatement{raw(oldShape)}, Policy{MaxSeverity: scan.SeverityHigh}, "unreadable"},
+		{"old shape under max scan age only", []verifiedStatement{raw(oldShape)}, Policy{MaxScanAge: time.Hour}, "unreadable"},
+		{"unreadable beside a good one", []verifiedStatement{attest(now, high), raw(`{"scanner":`)}, Policy{MaxSeverity: scan.SeverityCritical}, "unreadable"},
+		{"result not an object", []verifiedStatement{raw(`{"scanner":{"result":"CVE-1"},"metadata":{}}`)}, Policy{MaxSeverity: scan.SeverityCritical}, "unreadable"},
+		{"severity not a string", []verifiedStatement{raw(`{"scanner":{"result":{"Results":[{"Target":"t","Vulnerabilities":[{"VulnerabilityID":"CVE-1","Severity":4}]}]}},"metadata":{}}`)},
+			Policy{MaxSeverity: scan.SeverityCritical}, "unreadable"},
+		{"vulnerability without id", []verifiedStatement{raw(`{"scanner":{"result":{"Results":[{"Target":"t","Vulnerabilities":[{"Severity":"CRITICAL"}]}]}},"metadata":{}}`)},
+			Policy{MaxSeverity: scan.SeverityCritical}, "unreadable"},
+		{"suppression expiring at verification", []verifiedStatement{attest(now, func() scan.Finding {
+			f := crit
+			f.Suppressed = &scan.Suppression{Rule: "CVE-1", ExpiresAt: now}
+			return f
+		}())}, Policy{MaxSeverity: scan.SeverityHigh}, "suppression expired"},
+		{"suppression without expiry", []verifiedStatement{attest(now, func() scan.Finding {
+			f := crit
+			f.Suppressed = &scan.Suppression{Rule: "CVE-1"}
+			return f
+		}())}, Policy{MaxSeverity: scan.SeverityHigh}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vr := &verifier{opts: makeOptions([]Option{withClock(func() time.Time { return now })}),

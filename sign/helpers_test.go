@@ -145,7 +145,7 @@ func testReport(t testing.TB, idx v1.ImageIndex, finished time.Time, sev scan.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &scan.Report{
+	r := &scan.Report{
 		Subject:    h.String(),
 		Scanner:    scan.ScannerInfo{Name: "trivy", Version: "0.74.0"},
 		DB:         scan.DBInfo{SchemaVersion: 2, UpdatedAt: finished.Add(-6 * time.Hour)},
@@ -157,6 +157,8 @@ func testReport(t testing.TB, idx v1.ImageIndex, finished time.Time, sev scan.Se
 			InstalledVersion: "1.22.3", FixedVersion: "1.22.4", Platforms: []string{"linux/amd64", "linux/arm64"},
 		}},
 	}
+	r.TrivyReport = trivyReportOf(t, r.Subject, r.Platforms, r.Findings)
+	return r
 }
 
 // testSPDX is a minimal SPDX 2.3 document naming one Go module.

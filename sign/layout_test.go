@@ -124,7 +124,8 @@ func TestReadLayoutRejectsTampering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sigs, err := s.Sign(context.Background(), testIndex(t), repo, WithVulnReport(&scan.Report{FinishedAt: testProvenance().FinishedOn}))
+	idx := testIndex(t)
+	sigs, err := s.Sign(context.Background(), idx, repo, WithVulnReport(testReport(t, idx, testProvenance().FinishedOn, scan.SeverityLow)))
 	if err != nil {
 		t.Fatal(err)
 	}

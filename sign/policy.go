@@ -139,15 +139,15 @@ func (vr *verifier) attestationReasons(pol *Policy) []string {
 // vulnReasons checks the newest verified vuln attestation and records it
 // in vr.scan.
 func (vr *verifier) vulnReasons(pol *Policy) []string {
-	var newest *VulnPredicate
+	var newest *vulnAttestation
 	var from verifiedStatement
 	for _, a := range vr.atts[vocab.KindVuln] {
-		var p VulnPredicate
-		if err := json.Unmarshal(a.st.Predicate, &p); err != nil {
+		p, err := readVulnPredicate(a.st.Predicate)
+		if err != nil {
 			return []string{fmt.Sprintf("vuln attestation is unreadable: %v", err)}
 		}
-		if newest == nil || p.Metadata.ScanFinishedOn.After(newest.Metadata.ScanFinishedOn) {
-			newest, from = &p, a
+		if newest == nil || p.finished.After(newest.finished) {
+			newest, from = p, a
 		}
 	}
 	if newest == nil {
@@ -158,7 +158,7 @@ func (vr *verifier) vulnReasons(pol *Policy) []string {
 	}
 	var reasons []string
 	now := vr.opts.now()
-	finished := newest.Metadata.ScanFinishedOn
+	finished := newest.finished
 	vr.scan = &VulnScan{FinishedOn: finished.UTC(), Age: now.Sub(finished).Round(time.Second).String(), Attestation: from.layer, KeyID: from.keyID}
 	if pol.MaxScanAge > 0 {
 		vr.scan.MaxAge = pol.MaxScanAge.String()
@@ -173,20 +173,8 @@ func (vr *verifier) vulnReasons(pol *Policy) []string {
 		}
 	}
 	if pol.MaxSeverity != "" {
-		if newest.Scanner.Result == nil {
-			return append(reasons, "vuln attestation has no scan result")
-		}
 		maxSev, _ := scan.ParseSeverity(string(pol.MaxSeverity)) // checked by validate
-		limit := maxSev.Rank()
-		var bad []string
-		for _, f := range newest.Scanner.Result.Findings {
-			// An unknown severity string ranks as UNKNOWN.
-			if scan.Severity(strings.ToUpper(string(f.Severity))).Rank() < limit || suppressed(f, now) {
-				continue
-			}
-			bad = append(bad, fmt.Sprintf("%s %s in %s %s", f.Severity, f.ID, f.PkgName, f.InstalledVersion))
-		}
-		if len(bad) > 0 {
+		if bad := newest.atOrAbove(maxSev.Rank(), now); len(bad) > 0 {
 			msg := fmt.Sprintf("%d finding(s) at or above %s: %s", len(bad), pol.MaxSeverity, strings.Join(bad[:min(len(bad), maxListedFindings)], ", "))
 			if len(bad) > maxListedFindings {
 				msg += fmt.Sprintf(" and %d more", len(bad)-maxListedFindings)
@@ -195,12 +183,6 @@ func (vr *verifier) vulnReasons(pol *Policy) []string {
 		}
 	}
 	return reasons
-}
-
-// suppressed reports whether an ignore rule still covers f.
-func suppressed(f scan.Finding, now time.Time) bool {
-	s := f.Suppressed
-	return s != nil && (s.ExpiresAt.IsZero() || now.Before(s.ExpiresAt))
 }
 
 // baseReasons checks recorded base image digests against the allow-list.

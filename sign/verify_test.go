@@ -147,11 +147,11 @@ func checkAttestations(t *testing.T, atts []oci.Signature, d name.Digest) {
 			if err := json.Unmarshal(st.Predicate, &vp); err != nil {
 				t.Fatal(err)
 			}
-			r := vp.Scanner.Result
-			if r == nil || len(r.Findings) != 1 || r.Findings[0].ID != "CVE-2024-24790" || r.Subject != d.DigestStr() {
-				t.Errorf("vuln result = %+v", r)
+			a, err := readVulnPredicate(st.Predicate)
+			if err != nil || len(a.vulns) != 2 || a.vulns[0].v.VulnerabilityID != "CVE-2024-24790" || vp.Slipway == nil || vp.Slipway.Subject != d.DigestStr() {
+				t.Errorf("vuln result = %s (%v), slipway = %+v", vp.Scanner.Result, err, vp.Slipway)
 			}
-			if vp.Scanner.URI != "pkg:generic/trivy@0.74.0" || vp.Scanner.Version != "0.74.0" || !strings.HasPrefix(vp.Scanner.DB.Version, "v2 ") {
+			if vp.Scanner.URI != "pkg:github/aquasecurity/trivy@0.74.0" || vp.Scanner.Version != "0.74.0" || !strings.HasPrefix(vp.Scanner.DB.Version, "v2 ") {
 				t.Errorf("vuln scanner = %+v", vp.Scanner)
 			}
 			if vp.Metadata.ScanFinishedOn.IsZero() || !vp.Metadata.ScanStartedOn.Before(vp.Metadata.ScanFinishedOn) {

@@ -204,12 +204,14 @@ func (s *Scanner) scan(ctx context.Context, subject string, imgs []platformImage
 				st.UpdatedAt.UTC().Format(time.RFC3339), ahead.Round(time.Minute))})
 	}
 	merged := map[findingKey]int{}
+	var native nativeReport
 	for _, pi := range imgs {
 		t0 := time.Now()
-		results, _, unjudged, err := s.analyze(ctx, pi, true)
+		results, osInfo, unjudged, err := s.analyze(ctx, pi, true)
 		if err != nil {
 			return nil, fmt.Errorf("scanning %s: %w", pi.platform, err)
 		}
+		native.add(pi.platform, osInfo, results)
 		r.Unjudged = append(r.Unjudged, unjudged...)
 		n := 0
 		for _, res := range results {
@@ -237,6 +239,9 @@ func (s *Scanner) scan(ctx context.Context, subject string, imgs []platformImage
 	}
 	r.Sort()
 	r.FinishedAt = s.o.now()
+	if r.TrivyReport, err = native.encode(subject, s.version, r.FinishedAt); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
