@@ -77,6 +77,7 @@ func pushSigned(t *testing.T, host, repo, key string, scanned time.Time) name.Di
 			Subject: h.String(), Scanner: scan.ScannerInfo{Name: "trivy", Version: "0.74.0"},
 			DB:        scan.DBInfo{SchemaVersion: 2, UpdatedAt: scanned.Add(-time.Hour)},
 			StartedAt: scanned.Add(-time.Second), FinishedAt: scanned, Platforms: []string{"linux/amd64"},
+			TrivyReport: json.RawMessage(`{"SchemaVersion":2,"ArtifactName":"` + h.String() + `","ArtifactType":"container_image","Results":[]}`),
 		}))
 	}
 	sigs, err := keyed.Sign(ctx, idx, r, opts...)
