@@ -85,3 +85,25 @@ func AttestationTag(repo name.Repository, h v1.Hash) name.Tag {
 func cosignTag(h v1.Hash, suffix string) string {
 	return h.Algorithm + "-" + h.Hex + "." + suffix
 }
+
+// ReferrerRefs are the bundle referrers, by digest ("repo@sha256:…"), as
+// they are (or will be) stored beside each subject.
+func (s *Signatures) ReferrerRefs() []string {
+	var out []string
+	for _, sub := range s.subjects {
+		for _, b := range sub.Bundles {
+			ri, err := newReferrerImage(v1.Descriptor{MediaType: sub.MediaType, Digest: sub.Digest, Size: sub.Size}, b)
+			if err != nil {
+				continue
+			}
+			img, err := ri.image()
+			if err != nil {
+				continue
+			}
+			if h, err := img.Digest(); err == nil {
+				out = append(out, s.repo.Digest(h.String()).String())
+			}
+		}
+	}
+	return out
+}

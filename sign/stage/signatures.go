@@ -19,7 +19,8 @@ type Signatures struct {
 var _ pipeline.Signatures = (*Signatures)(nil)
 
 // Refs implements pipeline.Signatures: the cosign tags written, one .sig
-// and one .att per signed digest that has them.
+// and one .att per signed digest that has them, then the Sigstore bundle
+// referrers by digest.
 func (s *Signatures) Refs() []string {
 	var refs []string
 	repo := s.sigs.Repository()
@@ -31,7 +32,7 @@ func (s *Signatures) Refs() []string {
 			refs = append(refs, sign.AttestationTag(repo, sub.Digest).String())
 		}
 	}
-	return refs
+	return append(refs, s.sigs.ReferrerRefs()...)
 }
 
 // WriteRemote implements pipeline.Signatures.
