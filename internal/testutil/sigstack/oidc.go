@@ -27,7 +27,7 @@ const TokenLifetime = 10 * time.Minute
 // issuer is an OpenID Connect issuer: discovery, JWKS, ES256 tokens, and a
 // fake GitHub Actions token endpoint in front of it.
 type issuer struct {
-	srv *httptest.Server
+	srv   *httptest.Server
 	key   *ecdsa.PrivateKey
 	point []byte
 	kid   string
