@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,7 +80,7 @@ func Start(t testing.TB) *Stack {
 	}
 	port := testutil.FreePort(t)
 	s.FulcioURL = "http://127.0.0.1:" + strconv.Itoa(port)
-	fulcio := startPeer(t, dir, "fulcio", fulcioBin, "serve", "--ca", "ephemeralca", "--ct-log-url", "",
+	fulcio := startTestPeer(t, dir, "fulcio", fulcioBin, "serve", "--ca", "ephemeralca", "--ct-log-url", "",
 		"--host", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--grpc-host", "127.0.0.1", "--grpc-port", strconv.Itoa(testutil.FreePort(t)),
 		"--metrics-port", strconv.Itoa(testutil.FreePort(t)),
@@ -87,18 +88,17 @@ func Start(t testing.TB) *Stack {
 		"--config-path", cfgPath)
 
 	// The timestamp authority, with an in-memory signer.
-	port = testutil.FreePort(t)
-	tsaBase := "http://127.0.0.1:" + strconv.Itoa(port)
+	tsaBase, tsaChain := acquireTSA(t, tsaBin)
 	s.TSAURL = tsaBase + "/api/v1/timestamp"
-	tsa := startPeer(t, dir, "timestamp-server", tsaBin, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--timestamp-signer", "memory", "--disable-ntp-monitoring")
 
-	fulcioChain := waitChain(t, fulcio, s.FulcioURL+"/api/v1/rootCert")
-	tsaChain := waitChain(t, tsa, s.TSAURL+"/certchain")
+	fulcioChain, err := waitChain(fulcio, s.FulcioURL+"/api/v1/rootCert")
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.FulcioRoot, s.TSARoot = fulcioChain[len(fulcioChain)-1], tsaChain[len(tsaChain)-1]
 
 	s.TrustedRootPath = filepath.Join(dir, "trusted_root.json")
-	if err := writeTrustedRoot(s.TrustedRootPath, s.FulcioURL, fulcioChain, tsaBase, tsaChain); err != nil {
+	if err := writeTrustedRoot(s.TrustedRootPath, s.FulcioURL, fulcioChain, s.TSAURL, tsaChain); err != nil {
 		t.Fatal(err)
 	}
 	s.SigningConfigPath = filepath.Join(dir, "signing_config.json")
@@ -145,41 +145,114 @@ func (s *Stack) GitHubActionsEnv(email string) map[string]string {
 // peer is a started peer process.
 type peer struct {
 	name, log string
+	cmd       *exec.Cmd
+	logFile   *os.File
 	// exited is closed when the process has exited.
 	exited chan struct{}
 }
 
-// startPeer starts bin with args, its output in dir/name.log, which is
-// shown when the test fails; the process is killed when the test ends.
-func startPeer(t testing.TB, dir, name, bin string, args ...string) *peer {
+// startPeer starts bin with args in dir, its output in dir/name.log.
+func startPeer(dir, name, bin string, args ...string) (*peer, error) {
+	p := &peer{name: name, log: filepath.Join(dir, name+".log"), exited: make(chan struct{})}
+	var err error
+	if p.logFile, err = os.Create(p.log); err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Dir = dir
+	p.cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + dir}
+	p.cmd.Stdout, p.cmd.Stderr = p.logFile, p.logFile
+	if err := p.cmd.Start(); err != nil {
+		p.logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// stop kills the process and waits for it.
+func (p *peer) stop() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+	p.logFile.Close()
+}
+
+// startTestPeer starts a peer that lives as long as the test, and shows
+// its log when the test fails.
+func startTestPeer(t testing.TB, dir, name, bin string, args ...string) *peer {
 	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	log, err := os.Create(logPath)
+	p, err := startPeer(dir, name, bin, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + dir}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		log.Close()
+		p.stop()
 		if t.Failed() {
-			showLog(t, name, logPath)
+			showLog(t, p.name, p.log)
 		}
 	})
-	return &peer{name: name, log: logPath, exited: exited}
+	return p
+}
+
+// The timestamp server always serves its metrics on :2112 and exits when
+// that port is taken, so the stacks of one test process (one network
+// namespace) share one timestamp server, stopped when the last ends.
+var sharedTSA struct {
+	sync.Mutex
+	users int
+	p     *peer
+	dir   string
+	base  string
+	chain []*x509.Certificate
+}
+
+// acquireTSA returns the base URL and chain of the shared timestamp
+// server, started if none runs; it is released when the test ends.
+func acquireTSA(t testing.TB, bin string) (string, []*x509.Certificate) {
+	t.Helper()
+	ts := &sharedTSA
+	ts.Lock()
+	defer ts.Unlock()
+	if ts.users == 0 {
+		dir, err := os.MkdirTemp("", "sigstack-tsa-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := strconv.Itoa(testutil.FreePort(t))
+		p, err := startPeer(dir, "timestamp-server", bin, "serve", "--host", "127.0.0.1", "--port", port,
+			"--timestamp-signer", "memory", "--disable-ntp-monitoring")
+		if err != nil {
+			os.RemoveAll(dir)
+			t.Fatal(err)
+		}
+		base := "http://127.0.0.1:" + port
+		chain, err := waitChain(p, base+"/api/v1/timestamp/certchain")
+		if err != nil {
+			p.stop()
+			showLog(t, p.name, p.log)
+			os.RemoveAll(dir)
+			t.Fatal(err)
+		}
+		ts.p, ts.dir, ts.base, ts.chain = p, dir, base, chain
+	}
+	ts.users++
+	p := ts.p
+	t.Cleanup(func() {
+		if t.Failed() {
+			showLog(t, p.name, p.log)
+		}
+		ts.Lock()
+		defer ts.Unlock()
+		if ts.users--; ts.users == 0 {
+			ts.p.stop()
+			os.RemoveAll(ts.dir)
+			ts.p, ts.chain = nil, nil
+		}
+	})
+	return ts.base, ts.chain
 }
 
 func showLog(t testing.TB, name, path string) {
@@ -197,22 +270,21 @@ func showLog(t testing.TB, name, path string) {
 
 // waitChain polls url until it answers 200 with a PEM certificate chain
 // (leaf first, root last) and returns the chain.
-func waitChain(t testing.TB, p *peer, url string) []*x509.Certificate {
-	t.Helper()
+func waitChain(p *peer, url string) ([]*x509.Certificate, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	var last error
 	for {
 		chain, err := getChain(ctx, url)
 		if err == nil {
-			return chain
+			return chain, nil
 		}
 		last = err
 		select {
 		case <-p.exited:
-			t.Fatalf("%s exited before answering %s: %v", p.name, url, last)
+			return nil, fmt.Errorf("%s exited before answering %s: %w", p.name, url, last)
 		case <-ctx.Done():
-			t.Fatalf("%s did not answer %s within %v: %v", p.name, url, startTimeout, last)
+			return nil, fmt.Errorf("%s did not answer %s within %v: %w", p.name, url, startTimeout, last)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
