@@ -1,9 +1,9 @@
 package sigstack
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
+	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -24,34 +24,30 @@ const Audience = "sigstore"
 // TokenLifetime is how long the tokens the issuer mints stay valid.
 const TokenLifetime = 10 * time.Minute
 
-// issuer is an OpenID Connect issuer: discovery, JWKS, ES256 tokens, and a
-// fake GitHub Actions token endpoint in front of it.
+// issuer is an OpenID Connect issuer: discovery, JWKS, RS256 tokens, and a
+// fake GitHub Actions token endpoint in front of it. RS256, as GitHub's
+// and Google's tokens: cosign takes --identity-token as a raw token only
+// when it parses as RS256 (else it reads it as a file name).
 type issuer struct {
-	srv   *httptest.Server
-	key   *ecdsa.PrivateKey
-	point []byte
-	kid   string
+	srv *httptest.Server
+	key *rsa.PrivateKey
+	kid string
 	// actionsToken is the bearer the Actions endpoint wants.
 	actionsToken string
 }
 
 func newIssuer(t testing.TB) *issuer {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// point is 0x04 || X || Y, 32 bytes each.
-	point, err := key.PublicKey.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(point)
+	sum := sha256.Sum256(key.N.Bytes())
 	secret := make([]byte, 16)
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatal(err)
 	}
-	is := &issuer{key: key, point: point, kid: hex.EncodeToString(sum[:8]), actionsToken: hex.EncodeToString(secret)}
+	is := &issuer{key: key, kid: hex.EncodeToString(sum[:8]), actionsToken: hex.EncodeToString(secret)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", is.discovery)
 	mux.HandleFunc("GET /jwks", is.jwks)
@@ -76,15 +72,15 @@ func (is *issuer) discovery(w http.ResponseWriter, _ *http.Request) {
 		"token_endpoint":                        is.url() + "/token",
 		"response_types_supported":              []string{"id_token"},
 		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"ES256"},
+		"id_token_signing_alg_values_supported": []string{"RS256"},
 		"claims_supported":                      []string{"sub", "aud", "exp", "iat", "iss", "email", "email_verified"},
 	})
 }
 
 func (is *issuer) jwks(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, map[string]any{"keys": []map[string]string{{
-		"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": is.kid,
-		"x": b64(is.point[1:33]), "y": b64(is.point[33:65]),
+		"kty": "RSA", "alg": "RS256", "use": "sig", "kid": is.kid,
+		"n": b64(is.key.N.Bytes()), "e": b64(big.NewInt(int64(is.key.E)).Bytes()),
 	}}})
 }
 
@@ -131,9 +127,9 @@ func (is *issuer) claims(email string) map[string]any {
 	}
 }
 
-// sign returns claims as a compact JWS signed with ES256.
+// sign returns claims as a compact JWS signed with RS256.
 func (is *issuer) sign(claims map[string]any) (string, error) {
-	header, err := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": is.kid})
+	header, err := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": is.kid})
 	if err != nil {
 		return "", err
 	}
@@ -143,17 +139,11 @@ func (is *issuer) sign(claims map[string]any) (string, error) {
 	}
 	signed := b64(header) + "." + b64(payload)
 	sum := sha256.Sum256([]byte(signed))
-	r, s, err := ecdsa.Sign(rand.Reader, is.key, sum[:])
+	sig, err := rsa.SignPKCS1v15(rand.Reader, is.key, crypto.SHA256, sum[:])
 	if err != nil {
 		return "", fmt.Errorf("signing token: %w", err)
 	}
-	// JWS ES256 signatures are r || s, 32 bytes each (RFC 7518 3.4).
-	return signed + "." + b64(append(pad32(r), pad32(s)...)), nil
-}
-
-func pad32(n *big.Int) []byte {
-	b := make([]byte, 32)
-	return n.FillBytes(b)
+	return signed + "." + b64(sig), nil
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

@@ -108,7 +108,7 @@ func Start(t testing.TB) *Stack {
 	return s
 }
 
-// Token returns an identity token of the issuer for email: ES256, aud
+// Token returns an identity token of the issuer for email: RS256, aud
 // sigstore, email_verified true, valid for TokenLifetime.
 func (s *Stack) Token(t testing.TB, email string) string {
 	t.Helper()
@@ -119,7 +119,7 @@ func (s *Stack) Token(t testing.TB, email string) string {
 // them (another audience, an expired token) and sign them with SignToken.
 func (s *Stack) Claims(email string) map[string]any { return s.issuer.claims(email) }
 
-// SignToken signs claims with the issuer's key, as a compact ES256 JWT.
+// SignToken signs claims with the issuer's key, as a compact RS256 JWT.
 func (s *Stack) SignToken(t testing.TB, claims map[string]any) string {
 	t.Helper()
 	jwt, err := s.issuer.sign(claims)
