@@ -8,7 +8,7 @@ BIN     := bin/slipway
 DEB_PKGS := docker-registry umoci runc
 DEB_BINS := /usr/bin/docker-registry /usr/bin/umoci /usr/sbin/runc
 
-.PHONY: all build deps demo test test-unit test-short bench fuzz vet fmt clean
+.PHONY: all build deps peers demo test test-unit test-short bench fuzz vet fmt clean
 
 all: build
 
@@ -24,6 +24,12 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS) >/dev/null; \
 	fi
 
+# Builds the peer tools the tests run against (cosign v3 and v2, Fulcio, the
+# timestamp authority, policy-controller's tester, Trivy; versions in
+# scripts/peers.txt) once, into ${SLIPWAY_PEERS:-$HOME/.cache/slipway/peers}.
+peers:
+	@scripts/peers.sh
+
 # Builds, scans (with the fixture vulnerability DB from testdata), signs
 # (with a demo key generated here) and writes the sample service to
 # dist/oci. No registry and no network needed.
@@ -31,7 +37,7 @@ demo: build
 	@scripts/demo.sh
 
 # The whole suite: unit, integration (docker-registry, umoci, runc) and e2e.
-test: deps
+test: deps peers
 	SLIPWAY_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 60m ./...
 
 # The fast tier: every package but e2e, -short, without docker-registry or

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the peer tools listed in scripts/peers.txt that are not built yet,
+# one at a time, into ${SLIPWAY_PEERS:-$HOME/.cache/slipway/peers}/<name>-<version>/.
+# Each peer is built in a temporary directory beside its final one and renamed
+# into place, so an interrupted build never leaves a half binary behind.
+# Usage: scripts/peers.sh [name...]   (default: every peer)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+list=$here/peers.txt
+root=${SLIPWAY_PEERS:-$HOME/.cache/slipway/peers}
+mkdir -p "$root"
+
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOEXPERIMENT=jsonv2
+# The flags every peer is built with.
+flags=(-trimpath -ldflags=-s\ -w)
+
+# build_peer NAME VERSION HOW TARGET [PKG]: builds into $tmp/bin.
+build_peer() {
+	local name=$1 version=$2 how=$3 target=$4 pkg=${5:-}
+	case $how in
+	install)
+		GOBIN=$tmp/bin nice -n 10 go install "${flags[@]}" "$target@$version"
+		;;
+	source)
+		# go install refuses modules whose go.mod has replace directives:
+		# build the package in a writable copy of the module source.
+		local dir
+		dir=$(cd "$tmp" && go mod download -json "$target@$version" |
+			python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+		cp -r "$dir" "$tmp/src"
+		chmod -R u+w "$tmp/src"
+		mkdir -p "$tmp/bin"
+		(cd "$tmp/src" && GOFLAGS="-mod=mod -buildvcs=false" nice -n 10 \
+			go build "${flags[@]}" -o "$tmp/bin/$(basename "$pkg")" "$pkg")
+		;;
+	*)
+		echo "peers.txt: $name: unknown method $how" >&2
+		return 1
+		;;
+	esac
+}
+
+status=0
+while read -r name version how target pkg; do
+	case $name in '' | '#'*) continue ;; esac
+	if [ $# -gt 0 ]; then
+		found=
+		for a in "$@"; do [ "$a" = "$name" ] && found=1; done
+		[ -n "$found" ] || continue
+	fi
+	if [ "$how" = source ]; then bin=$(basename "$pkg"); else bin=$(basename "$target"); fi
+	final=$root/$name-$version
+	if [ -x "$final/$bin" ]; then
+		continue
+	fi
+	tmp=$(mktemp -d "$root/.build-$name-$version.XXXXXX")
+	start=$(date +%s)
+	echo "peers: building $name $version" >&2
+	if build_peer "$name" "$version" "$how" "$target" "$pkg" && [ -x "$tmp/bin/$bin" ]; then
+		rm -rf "$final"
+		mv "$tmp/bin" "$final"
+		echo "peers: $name $version built in $(($(date +%s) - start))s ($(du -h "$final/$bin" | cut -f1))" >&2
+	else
+		echo "peers: $name $version FAILED after $(($(date +%s) - start))s" >&2
+		status=1
+	fi
+	rm -rf "$tmp"
+done < "$list"
+exit $status
