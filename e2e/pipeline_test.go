@@ -241,8 +241,10 @@ func TestRunCleanAndRerun(t *testing.T) {
 		switch {
 		case ref == res.Digest:
 			indexPut = q.Seq
-		case strings.HasSuffix(ref, ".sig") || strings.HasSuffix(ref, ".att"):
-			lastSig = q.Seq
+		case strings.HasSuffix(ref, ".sig") || strings.HasSuffix(ref, ".att") || strings.HasPrefix(ref, "sha256-"):
+			lastSig = q.Seq // legacy tags, and the referrers tag of the bundles
+		case strings.HasPrefix(ref, "sha256:"):
+			lastSig = max(lastSig, q.Seq) // a bundle referrer manifest
 		case !strings.HasPrefix(ref, "sha256:") && firstTag < 0:
 			firstTag = q.Seq
 		}
@@ -269,6 +271,11 @@ func TestRunCleanAndRerun(t *testing.T) {
 	}
 	if after := layerCount(t, sigRepo.Tag(sigTag)); after != before {
 		t.Fatalf("signature layers %d -> %d after rerun", before, after)
+	}
+	for _, q := range proxy.Requests() {
+		if q.Method != http.MethodGet && q.Method != http.MethodHead && strings.Contains(q.Path, "/manifests/sha256") {
+			t.Fatalf("rerun wrote a signature, bundle or referrers tag: %s %s\n%s", q.Method, q.Path, proxy)
+		}
 	}
 	t.Logf("rerun timings: %v", res2.Timings)
 
