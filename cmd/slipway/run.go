@@ -24,9 +24,9 @@ manifests, index, signatures and attestations, and tags last.`,
 				return err
 			}
 			// run's stages are the config's: scan unless scan.enabled is
-			// false, sign when there is a key.
+			// false, sign when there is a key or keyless signing is on.
 			scanOn := lc.Scan.Enabled == nil || *lc.Scan.Enabled
-			return runBuild(cmd.Context(), g, f, lc, args, optional{scan: scanOn, sign: lc.Sign.Key != "", summary: true})
+			return runBuild(cmd.Context(), g, f, lc, args, optional{scan: scanOn, sign: lc.Sign.Key != "" || lc.Sign.Keyless, summary: true})
 		},
 	}
 	f.register(cmd)
