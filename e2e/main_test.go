@@ -15,12 +15,22 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/slipway-build/slipway/internal/testutil"
 )
 
 // slipwayBin is the binary every test runs, built once in TestMain.
 var slipwayBin string
 
+// TestMain builds slipway once and runs every test in a network namespace
+// whose only interface is loopback (testutil.IsolateNetwork): the
+// registries, the Sigstore stack and the peer tools (cosign v3 reaches for
+// TUF at start) reach each other on 127.0.0.1 and nothing else.
 func TestMain(m *testing.M) {
+	if testutil.Isolated() {
+		slipwayBin = os.Getenv("SLIPWAY_BIN") // built by the parent, below
+		os.Exit(testutil.IsolateNetwork(m))
+	}
 	os.Exit(func() int {
 		dir, err := os.MkdirTemp("", "slipway-e2e-")
 		if err != nil {
@@ -42,7 +52,11 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
-		return m.Run()
+		if err := os.Setenv("SLIPWAY_BIN", slipwayBin); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return testutil.IsolateNetwork(m)
 	}())
 }
 
