@@ -32,6 +32,13 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, op
 		return errors.New("writing signatures: nothing to write")
 	}
 	ropts := append(slices.Clone(opts), remote.WithContext(ctx))
+	// One puller for every read: one authenticated transport per
+	// repository instead of a new handshake per request.
+	puller, err := remote.NewPuller(ropts...)
+	if err != nil {
+		return fmt.Errorf("writing signatures: %w", err)
+	}
+	ropts = append(ropts, remote.Reuse(puller))
 	for _, s := range sigs.subjects {
 		if sigs.key != nil {
 			if err := writeLegacyRemote(ctx, repo, sigs, s, ropts); err != nil {

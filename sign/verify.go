@@ -124,6 +124,13 @@ func Verify(ctx context.Context, ref name.Reference, pol Policy, opts ...Option)
 	}
 	threshold := max(pol.Threshold, 1)
 	ropts := append(slices.Clone(o.remote), remote.WithContext(ctx))
+	// One puller for every read: one authenticated transport per
+	// repository instead of a new handshake per request.
+	puller, err := remote.NewPuller(ropts...)
+	if err != nil {
+		return nil, fmt.Errorf("verifying %s: %w", ref, err)
+	}
+	ropts = append(ropts, remote.Reuse(puller))
 
 	desc, err := remote.Get(ref, ropts...)
 	if err != nil {
