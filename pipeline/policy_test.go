@@ -27,6 +27,10 @@ func TestDecodePolicyFileInvalidValues(t *testing.T) {
 		{"negative scan age", "keys: [a.pub]\nmax_scan_age: -1h\n", "p.yaml:2: policy.max_scan_age:"},
 		{"bad base digest", "keys: [a.pub]\nallowed_base_digests: [sha256:beef]\n", "p.yaml:2: policy.allowed_base_digests[0]:"},
 		{"empty key", "keys: [a.pub, '']\n", "p.yaml:1: policy.keys[1]:"},
+		{"unanchored identity", "identities:\n  - issuer: https://i\n    subject_regexp: '@example\\.com$'\n", "p.yaml:3: policy.identities[0].subject_regexp: regexp"},
+		{"identity half anchored", "identities:\n  - issuer_regexp: '^https://i'\n    subject: a@b\n", "p.yaml:2: policy.identities[0].issuer_regexp:"},
+		{"identity subject twice", "identities:\n  - issuer: https://i\n    subject: a@b\n    subject_regexp: '^a$'\n", "p.yaml:3: policy.identities[0].subject:"},
+		{"threshold above signers", "keys: [a.pub]\nidentities: [{issuer: https://i, subject: a@b}]\nthreshold: 3\n", "p.yaml:3: policy.threshold: 3 is more than the 2 keys and identities"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := DecodePolicyFile("p.yaml", []byte(c.yaml))
@@ -43,6 +47,36 @@ func TestDecodePolicyFileInvalidValues(t *testing.T) {
 	}
 	if err := c.Validate("f.yaml"); err == nil || !strings.Contains(err.Error(), "policy.require_attestations[0]") {
 		t.Fatalf("slipway.yaml policy: err = %v", err)
+	}
+}
+
+// Issue 11: the sign block's format and keyless settings are checked.
+func TestValidateSignFormatAndKeyless(t *testing.T) {
+	for _, c := range []struct{ name, yaml, want string }{
+		{"unknown format", "sign: {key: k.key, format: bundles}\n", "sign.format: want both, bundle or legacy"},
+		{"key and keyless", "sign: {key: k.key, keyless: true}\n", "sign.keyless: sign.key and sign.keyless are exclusive"},
+		{"keyless legacy", "sign: {keyless: true, format: legacy}\n", "sign.format: keyless signing writes Sigstore bundles only"},
+		{"bad Fulcio URL", "sign: {keyless: true, fulcio_url: 'fulcio:8080'}\n", "sign.fulcio_url: want an http(s) URL"},
+		{"attestations keyless", "sign: {keyless: true, rekor_url: none, attestations: [sbom]}\n", ""},
+		{"base identity", "base_policy: {identities: [{issuer: https://i, subject_regexp: 'x'}]}\n", "base_policy.identities[0].subject_regexp"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := DecodeStrict("f.yaml", []byte(c.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.Validate("f.yaml")
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want a *ConfigError with %q", err, c.want)
+			}
+		})
 	}
 }
 
