@@ -86,10 +86,18 @@ func TestCosignAcceptsSlipwayKeySignatures(t *testing.T) {
 	reg := testutil.StartRegistry(t)
 	ref, _, pub, dir := signedRun(t, reg, "")
 
-	for _, c := range []string{cosign3, cosign2} {
-		mustPeer(t, dir, c, nil, "verify", "--key", pub, "--insecure-ignore-tlog", ref)
+	// cosign v2.6.5 switches to the bundle format when it finds bundle
+	// referrers, and then wants a trusted root: online it fetches the
+	// public-good one over TUF; here (no route out) it is given one with
+	// no authorities, which is all a key needs.
+	emptyRoot := writeFile(t, dir, "empty_root.json", `{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`)
+	for _, c := range []struct {
+		bin  string
+		args []string
+	}{{cosign3, nil}, {cosign2, []string{"--trusted-root", emptyRoot}}} {
+		mustPeer(t, dir, c.bin, nil, append([]string{"verify", "--key", pub, "--insecure-ignore-tlog", ref}, c.args...)...)
 		for _, typ := range []string{"vuln", "spdxjson", "slsaprovenance1"} {
-			mustPeer(t, dir, c, nil, "verify-attestation", "--key", pub, "--insecure-ignore-tlog", "--type", typ, ref)
+			mustPeer(t, dir, c.bin, nil, append([]string{"verify-attestation", "--key", pub, "--insecure-ignore-tlog", "--type", typ, ref}, c.args...)...)
 		}
 	}
 	otherDir := t.TempDir()
@@ -106,16 +114,18 @@ func TestCosignAcceptsSlipwayKeySignatures(t *testing.T) {
 	mustPeer(t, dir, cosign3, nil, "verify", "--key", pub, "--insecure-ignore-tlog", ref)
 	mustPeer(t, dir, cosign3, nil, "verify-attestation", "--key", pub, "--insecure-ignore-tlog", "--type", "vuln", ref)
 
-	// slipway verifies cosign v3's default format, and both keys together.
-	if r := slipway(t, dir, nil, "verify", "--key", otherPub, ref); r.code != 0 {
+	// slipway verifies cosign v3's default format, and both keys together
+	// (in a directory without slipway.yaml: only the keys count).
+	vdir := t.TempDir()
+	if r := slipway(t, vdir, nil, "verify", "--key", otherPub, ref); r.code != 0 {
 		t.Fatalf("slipway verify of cosign v3's bundle: %s", r)
 	}
 	policy := writeFile(t, dir, "two.yaml", "keys: ["+pub+", "+otherPub+"]\nthreshold: 2\n")
-	if r := slipway(t, dir, nil, "verify", "--policy", policy, ref); r.code != 0 {
+	if r := slipway(t, vdir, nil, "verify", "--policy", policy, ref); r.code != 0 {
 		t.Fatalf("slipway verify threshold 2 (slipway + cosign v3): %s", r)
 	}
 	_, thirdPub := demoKey(t, t.TempDir(), "pw")
-	if r := slipway(t, dir, nil, "verify", "--key", thirdPub, ref); r.code != 3 {
+	if r := slipway(t, vdir, nil, "verify", "--key", thirdPub, ref); r.code != 3 {
 		t.Fatalf("slipway verify with an unrelated key: %s, want exit 3", r)
 	}
 }
@@ -125,14 +135,15 @@ func TestCosignAcceptsSlipwayKeySignatures(t *testing.T) {
 func TestSlipwayAcceptsCosignLegacy(t *testing.T) {
 	cosign2 := testutil.Peer(t, "cosign-v2")
 	reg := testutil.StartRegistry(t)
-	ref, _, _, dir := signedRun(t, reg, "  format: bundle\n") // slipway's own signatures: bundles only
+	ref, _, _, _ := signedRun(t, reg, "  format: bundle\n") // slipway's own signatures: bundles only
 	otherDir := t.TempDir()
 	other, otherPub := demoKey(t, otherDir, "pw")
-	if r := slipway(t, dir, nil, "verify", "--key", otherPub, ref); r.code != 3 {
+	vdir := t.TempDir() // no slipway.yaml: only the key counts
+	if r := slipway(t, vdir, nil, "verify", "--key", otherPub, ref); r.code != 3 {
 		t.Fatalf("before cosign v2 signed: %s, want exit 3", r)
 	}
 	mustPeer(t, otherDir, cosign2, []string{"COSIGN_PASSWORD=pw"}, "sign", "--yes", "--key", other, "--tlog-upload=false", ref)
-	if r := slipway(t, dir, nil, "verify", "--key", otherPub, ref); r.code != 0 {
+	if r := slipway(t, vdir, nil, "verify", "--key", otherPub, ref); r.code != 0 {
 		t.Fatalf("slipway verify of cosign v2's legacy signature: %s", r)
 	}
 }
