@@ -310,3 +310,28 @@ func TestSlipwayAcceptsCosignV3(t *testing.T) {
 		t.Fatalf("build on a base signed by no trusted key: %s, want exit 3", b)
 	}
 }
+
+// TestKeySignaturesTimestamped: with sign.tsa_url a key's bundles carry an
+// RFC 3161 timestamp; require_timestamp accepts them and refuses an image
+// signed without one; cosign v3 checks the timestamp against the trusted
+// root.
+func TestKeySignaturesTimestamped(t *testing.T) {
+	cosign3 := testutil.Peer(t, "cosign-v3")
+	stack := sigstack.Start(t)
+	reg := testutil.StartRegistry(t)
+	ref, _, pub, _ := signedRun(t, reg, "  format: bundle\n  tsa_url: "+stack.TSAURL+"\n")
+	vdir := t.TempDir()
+	policy := writeFile(t, vdir, "ts.yaml", fmt.Sprintf("keys: [%s]\ntrusted_root: %s\nrequire_timestamp: true\n", pub, stack.TrustedRootPath))
+	if v := slipway(t, vdir, nil, "verify", "--policy", policy, ref); v.code != 0 {
+		t.Fatalf("verify require_timestamp of a timestamped key bundle: %s", v)
+	}
+	mustPeer(t, vdir, cosign3, nil, "verify", "--key", pub, "--trusted-root", stack.TrustedRootPath, "--use-signed-timestamps", "--insecure-ignore-tlog", ref)
+
+	// The same policy on an image signed without a TSA (both formats).
+	reg2 := testutil.StartRegistry(t)
+	ref2, _, pub2, _ := signedRun(t, reg2, "")
+	policy2 := writeFile(t, vdir, "ts2.yaml", fmt.Sprintf("keys: [%s]\ntrusted_root: %s\nrequire_timestamp: true\n", pub2, stack.TrustedRootPath))
+	if v := slipway(t, vdir, nil, "verify", "--policy", policy2, ref2); v.code != 3 {
+		t.Fatalf("verify require_timestamp of untimestamped signatures: %s, want exit 3", v)
+	}
+}
