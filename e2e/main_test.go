@@ -84,6 +84,26 @@ func slipwayRSS(t testing.TB, dir string, env []string, args ...string) (result,
 	cmd := exec.Command(slipwayBin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(baseEnv(t), env...)
+	r := runCmd(t, cmd)
+	code := r.code
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss * 1024
+	}
+	// Whatever a failing test prints, slipway's own account is in the log.
+	stderr := r.stderr
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("slipway %s in %s: exit %d, stderr (tail):\n%s", strings.Join(args, " "), dir, code, tail(stderr, 4096))
+		}
+	})
+	return r, rss
+}
+
+// runCmd runs cmd, capturing its output; a command that cannot start fails
+// the test.
+func runCmd(t testing.TB, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -92,20 +112,9 @@ func slipwayRSS(t testing.TB, dir string, env []string, args ...string) (result,
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("running slipway: %v", err)
+		t.Fatalf("running %s: %v", filepath.Base(cmd.Path), err)
 	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss * 1024
-	}
-	// Whatever a failing test prints, slipway's own account is in the log.
-	stderr := errb.String()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("slipway %s in %s: exit %d, stderr (tail):\n%s", strings.Join(args, " "), dir, code, tail(stderr, 4096))
-		}
-	})
-	return result{stdout: out.String(), stderr: stderr, code: code}, rss
+	return result{stdout: out.String(), stderr: errb.String(), code: code}
 }
 
 // tail is the last n bytes of s.

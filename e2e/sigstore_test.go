@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,17 +26,7 @@ func runPeer(t testing.TB, dir, bin string, env []string, args ...string) result
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TUF_ROOT=" + filepath.Join(home, "tuf"),
 		"DOCKER_CONFIG=" + filepath.Join(home, "docker"), "TMPDIR=" + home}, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running %s: %v", filepath.Base(bin), err)
-	}
-	return result{stdout: out.String(), stderr: errb.String(), code: code}
+	return runCmd(t, cmd)
 }
 
 // mustPeer is runPeer that fails the test unless the tool exits 0.

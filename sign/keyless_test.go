@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protorekor "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
@@ -95,14 +97,20 @@ func keylessSigner(t *testing.T, vs *ca.VirtualSigstore, logAt time.Time) *Signe
 	return &Signer{kp: kp, signerID: svc.keyless.id, format: FormatBundle, services: svc, opts: makeOptions(nil), log: makeOptions(nil).log}
 }
 
-func TestKeylessBundleVerify(t *testing.T) {
+// vsFixture is a virtual Sigstore and an index pushed to a registry.
+func vsFixture(t *testing.T) (*ca.VirtualSigstore, name.Repository, v1.ImageIndex, name.Digest) {
+	t.Helper()
 	vs, err := ca.NewVirtualSigstore()
 	if err != nil {
 		t.Fatal(err)
 	}
 	repo := mustRepo(t, memRegistry(t)+"/app")
 	idx := testIndex(t)
-	d := pushIndex(t, repo, "v1", idx)
+	return vs, repo, idx, pushIndex(t, repo, "v1", idx)
+}
+
+func TestKeylessBundleVerify(t *testing.T) {
+	vs, repo, idx, d := vsFixture(t)
 	signWrite(t, keylessSigner(t, vs, time.Now()), idx, repo, WithSBOM(testSBOM))
 
 	pol := func(id Identity) Policy { return Policy{Identities: []Identity{id}, TrustedRoot: vs} }
@@ -140,13 +148,7 @@ func TestKeylessBundleVerify(t *testing.T) {
 // 10-minute certificate expired is denied: the certificate is checked at
 // the logged time, not now.
 func TestKeylessCertificateOutsideValidity(t *testing.T) {
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo := mustRepo(t, memRegistry(t)+"/app")
-	idx := testIndex(t)
-	d := pushIndex(t, repo, "v1", idx)
+	vs, repo, idx, d := vsFixture(t)
 	s := keylessSigner(t, vs, time.Now().Add(time.Hour))
 	s.services.TrustedRoot = nil // the signer's own check would refuse it too
 	signWrite(t, s, idx, repo)
@@ -164,16 +166,10 @@ func TestKeylessCertificateOutsideValidity(t *testing.T) {
 // timestamp cannot be verified after its certificate expires, so it is
 // never accepted, and the signer refuses to make one.
 func TestKeylessNeedsObserverTime(t *testing.T) {
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	vs, repo, idx, d := vsFixture(t)
 	if err := (&Services{FulcioURL: "https://f", TrustedRoot: vs}).keylessReady(); err == nil || !strings.Contains(err.Error(), "transparency log or a timestamp authority") {
 		t.Errorf("keylessReady without log or TSA = %v", err)
 	}
-	repo := mustRepo(t, memRegistry(t)+"/app")
-	idx := testIndex(t)
-	d := pushIndex(t, repo, "v1", idx)
 	s := keylessSigner(t, vs, time.Time{})
 	s.services.TrustedRoot = nil
 	signWrite(t, s, idx, repo)
@@ -186,13 +182,7 @@ func TestKeylessNeedsObserverTime(t *testing.T) {
 // TestKeyBundleRequireTlog: require_tlog refuses a key bundle without a log
 // entry and a legacy signature, and accepts a logged key bundle.
 func TestKeyBundleRequireTlog(t *testing.T) {
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo := mustRepo(t, memRegistry(t)+"/app")
-	idx := testIndex(t)
-	d := pushIndex(t, repo, "v1", idx)
+	vs, repo, idx, d := vsFixture(t)
 	key := testKey(t, "cosign")
 	signWrite(t, bundleSigner(t, key), idx, repo) // no log
 	signAndWrite(t, key, idx, repo)               // legacy
