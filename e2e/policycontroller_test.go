@@ -160,6 +160,7 @@ func testerDenies(t *testing.T, bin, cip, trustRoot, image, want string) {
 	if !strings.Contains(strings.Join(v.Errors, "\n"), want) {
 		t.Fatalf("policy-tester denied %s, but not for %q: %q\n%s", image, want, v.Errors, r)
 	}
+	t.Logf("policy-tester denied %s: %q", image, v.Errors)
 }
 
 // TestPolicyControllerVulnPolicy: a vuln policy written for Trivy's
@@ -188,8 +189,8 @@ func TestPolicyControllerVulnPolicy(t *testing.T) {
 	}
 	res := readResults(t, filepath.Join(dir, "results.json"))
 	vuln, hello := res["vuln"], res["hello"]
-	if !vuln.Pushed || !hello.Pushed || vuln.Findings["HIGH"] == 0 {
-		t.Fatalf("want both targets pushed, vuln with a HIGH finding: %+v", res)
+	if !vuln.Pushed || !hello.Pushed || len(vuln.Signatures) == 0 || len(hello.Signatures) == 0 || vuln.Findings["HIGH"] == 0 {
+		t.Fatalf("want both targets pushed and signed, vuln with a HIGH finding: %+v", res)
 	}
 
 	pubPEM, err := os.ReadFile(pub)
@@ -276,17 +277,23 @@ spec:
 // TrustRoot trustRoot for Fulcio and the TSA.
 //
 // What policy-controller v0.13.1 needs for that (pkg/webhook/validator.go
-// checkOptsFromAuthority and ValidatePolicyAttestationsForAuthority):
+// checkOptsFromAuthority and ValidatePolicyAttestationsForAuthority), with
+// what the tester answered on slipway's keyless image without each piece:
 //   - signatureFormat: bundle is accepted for keyless authorities only;
 //     the trusted material is the TrustRoot named by keyless.trustRootRef
-//     (without it: the public-good root over TUF).
+//     (without it: the public-good root over TUF), passed to the tester
+//     with -trustroot (without: "trustRootRef local-sigstore not found").
 //   - rfc3161timestamp.trustRootRef must be the same TrustRoot; it makes
 //     the verifier require a signed timestamp and skip the transparency
-//     log, which the stack does not have.
+//     log, which the stack does not have (without: "not enough verified
+//     log entries from transparency log: 0 < 1").
 //   - insecureIgnoreSCT: the stack's Fulcio has no CT log, so its
-//     certificates carry no SCT.
-//   - keyless.url must be set although the bundle path does not use it:
-//     attestations are only read for keyless authorities with a url.
+//     certificates carry no SCT (without: "only able to verify 0 SCT
+//     entries; unable to meet threshold of 1").
+//   - keyless.url is not contacted on the bundle path, but attestations
+//     are only read for keyless authorities with a url; when it is left
+//     out, defaulting sets https://fulcio.sigstore.dev (measured: admitted
+//     as well). It names the stack's Fulcio here.
 //   - attestations must be listed: the bundle path goes through cosign
 //     v2.5.0's VerifyImageAttestations (every bundle is a DSSE
 //     attestation); an authority without attestations goes through
@@ -331,15 +338,32 @@ func TestPolicyControllerKeylessBundle(t *testing.T) {
 	reg := testutil.StartRegistry(t)
 	dir := t.TempDir()
 	const email = "release@example.com"
-	writeFile(t, dir, "slipway.yaml", keylessConfig(t, reg, stack, email))
+	// keylessConfig's hello, and the vuln app with its HIGH finding let
+	// through slipway's gate.
+	cfg := keylessConfig(t, reg, stack, email)
+	withVuln := strings.Replace(cfg, "scan:\n", fmt.Sprintf("  - name: vuln\n    dir: %s\n    main: .\nscan:\n  severity: [CRITICAL]\n",
+		filepath.Join(repoRoot(), "testdata", "vulnapp")), 1)
+	if withVuln == cfg {
+		t.Fatal("keylessConfig has no scan section")
+	}
+	writeFile(t, dir, "slipway.yaml", withVuln)
 	r := slipway(t, dir, envList(stack.GitHubActionsEnv(email)), "run", "--push", "--output-json", "results.json")
 	if r.code != 0 {
 		t.Fatalf("keyless run: %s", r)
 	}
-	ref := readResults(t, filepath.Join(dir, "results.json"))["hello"].Ref
+	res := readResults(t, filepath.Join(dir, "results.json"))
+	hello, vuln := res["hello"], res["vuln"]
+	if !hello.Pushed || !vuln.Pushed || len(hello.Signatures) == 0 || len(vuln.Signatures) == 0 || vuln.Findings["HIGH"] == 0 {
+		t.Fatalf("keyless run: want both targets pushed and signed, vuln with a HIGH finding: %+v\n%s", res, r)
+	}
 
 	const trustRootName = "local-sigstore"
 	trustRoot := trustRootResource(t, stack, trustRootName)
-	testerAllows(t, tester, keylessBundleCIP(stack, trustRootName, email), trustRoot, ref)
-	testerDenies(t, tester, keylessBundleCIP(stack, trustRootName, "intruder@example.com"), trustRoot, ref, "no matching attestations")
+	cip := keylessBundleCIP(stack, trustRootName, email)
+	testerAllows(t, tester, cip, trustRoot, hello.Ref)
+	testerDenies(t, tester, cip, trustRoot, vuln.Ref, "HIGH or CRITICAL vulnerabilities: CVE-2022-32149")
+	// The certificate chain, the timestamp and the digest all verify; only
+	// the identity differs.
+	wrongID := keylessBundleCIP(stack, trustRootName, "intruder@example.com")
+	testerDenies(t, tester, wrongID, trustRoot, hello.Ref, `expected SAN value "intruder@example.com", got "`+email+`"`)
 }
