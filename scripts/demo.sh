@@ -23,7 +23,8 @@ cat <<EOM
 
 Where everything is:
   dist/oci                   OCI image layout: the image index (linux/amd64, linux/arm64),
-                             its signatures (.sig) and attestations (.att)
+                             its signatures and attestations (Sigstore bundles as OCI 1.1
+                             referrers, and cosign v2 .sig/.att)
   dist/demo/results.json     digests, findings, signatures, timings
   dist/demo/hello.sarif      SARIF report (GitHub code scanning)
   dist/demo/hello-scan.json  full scan report (every severity)
