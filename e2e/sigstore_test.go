@@ -142,7 +142,7 @@ func TestTrivyFindsSlipwaySBOM(t *testing.T) {
 	trivy := testutil.Peer(t, "trivy")
 	reg := testutil.StartRegistry(t)
 	ref, _, _, dir := signedRun(t, reg, "")
-	cache := filepath.Dir(fixtureDB(t)) // <cache>/db/trivy.db
+	cache := fixtureDB(t) // Trivy's cache layout: <cache>/db/trivy.db
 	r := mustPeer(t, dir, trivy, nil, "image", "--sbom-sources", "oci", "--cache-dir", cache, "--skip-db-update",
 		"--skip-java-db-update", "--offline-scan", "--scanners", "vuln", "--format", "json", ref)
 	if !strings.Contains(r.stderr, "Found SBOM") {
