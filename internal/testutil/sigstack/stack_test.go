@@ -127,8 +127,8 @@ func TestIssuer(t *testing.T) {
 }
 
 // cosign runs a cosign peer with HOME and TUF_ROOT in temporary
-// directories and returns its combined output.
-func cosign(t *testing.T, bin, dir string, args ...string) (string, error) {
+// directories and env added, and returns its combined output.
+func cosign(t *testing.T, bin, dir string, env map[string]string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -136,6 +136,9 @@ func cosign(t *testing.T, bin, dir string, args ...string) (string, error) {
 	cmd.Dir = dir
 	home := t.TempDir()
 	cmd.Env = []string{"HOME=" + home, "TUF_ROOT=" + filepath.Join(home, "tuf"), "PATH=" + os.Getenv("PATH"), "TMPDIR=" + home}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -161,7 +164,7 @@ func TestCosignSignBlobKeyless(t *testing.T) {
 	if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := cosign(t, cosignBin, dir, "sign-blob", "--yes", "--bundle", bundle,
+	out, err := cosign(t, cosignBin, dir, nil, "sign-blob", "--yes", "--bundle", bundle,
 		"--signing-config", s.SigningConfigPath, "--trusted-root", s.TrustedRootPath,
 		"--identity-token", tokFile, blob)
 	if strings.Contains(out, tok) {
@@ -193,7 +196,7 @@ func TestCosignSignBlobKeyless(t *testing.T) {
 	}
 
 	verify := func(identity, issuer, file string) (string, error) {
-		return cosign(t, cosignBin, dir, "verify-blob", "--bundle", bundle, "--trusted-root", s.TrustedRootPath,
+		return cosign(t, cosignBin, dir, nil, "verify-blob", "--bundle", bundle, "--trusted-root", s.TrustedRootPath,
 			"--certificate-identity", identity, "--certificate-oidc-issuer", issuer,
 			"--use-signed-timestamps", "--insecure-ignore-tlog", "--insecure-ignore-sct", file)
 	}
@@ -214,6 +217,41 @@ func TestCosignSignBlobKeyless(t *testing.T) {
 		} else {
 			t.Logf("wrong %s: refused: %s", name, lastLine(out))
 		}
+	}
+}
+
+// TestCosignGitHubActions signs with cosign v3 as in a GitHub Actions job:
+// no --identity-token, cosign fetches the token from the fake Actions
+// endpoint; the certificate names the identity the endpoint vouched for.
+func TestCosignGitHubActions(t *testing.T) {
+	cosignBin := testutil.Peer(t, "cosign-v3")
+	s := Start(t)
+	dir := t.TempDir()
+	blob := filepath.Join(dir, "blob.txt")
+	if err := os.WriteFile(blob, []byte("slipway sigstack actions\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	email := "ci@example.com"
+	bundle := filepath.Join(dir, "blob.sigstore.json")
+	env := s.GitHubActionsEnv(email)
+	out, err := cosign(t, cosignBin, dir, env, "sign-blob", "--yes", "--bundle", bundle,
+		"--signing-config", s.SigningConfigPath, "--trusted-root", s.TrustedRootPath, blob)
+	if err != nil {
+		t.Fatalf("cosign sign-blob: %v\n%s", err, out)
+	}
+	if out, err := cosign(t, cosignBin, dir, nil, "verify-blob", "--bundle", bundle, "--trusted-root", s.TrustedRootPath,
+		"--certificate-identity", email, "--certificate-oidc-issuer", s.IssuerURL,
+		"--use-signed-timestamps", "--insecure-ignore-tlog", "--insecure-ignore-sct", blob); err != nil {
+		t.Fatalf("cosign verify-blob: %v\n%s", err, out)
+	}
+
+	// A wrong request token: cosign gets no identity token and fails.
+	env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = "wrong"
+	if out, err := cosign(t, cosignBin, dir, env, "sign-blob", "--yes", "--bundle", filepath.Join(dir, "b2.json"),
+		"--signing-config", s.SigningConfigPath, "--trusted-root", s.TrustedRootPath, blob); err == nil {
+		t.Fatalf("cosign sign-blob with a wrong Actions request token succeeded:\n%s", out)
+	} else {
+		t.Logf("wrong request token: refused: %s", lastLine(out))
 	}
 }
 
