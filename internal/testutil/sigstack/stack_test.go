@@ -262,3 +262,20 @@ func lastLine(s string) string {
 	}
 	return fmt.Sprint(s)
 }
+
+// TestIsolateNetworkFallback runs this test binary again where no network
+// namespace can be made (no unshare on PATH): with SLIPWAY_REQUIRE_TOOLS
+// the run fails, without it no test runs; never with the network.
+func TestIsolateNetworkFallback(t *testing.T) {
+	for _, require := range []string{"1", ""} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestIsolated$", "-test.v")
+		cmd.Env = []string{"PATH=/nonexistent", "SLIPWAY_REQUIRE_TOOLS=" + require, "HOME=" + t.TempDir()}
+		out, err := cmd.CombinedOutput()
+		switch {
+		case require != "" && (err == nil || !strings.Contains(string(out), "FAIL: cannot make a loopback-only network namespace")):
+			t.Errorf("SLIPWAY_REQUIRE_TOOLS=1: %v, want a failure:\n%s", err, out)
+		case require == "" && (err != nil || strings.Contains(string(out), "=== RUN") || !strings.Contains(string(out), "no tests to run")):
+			t.Errorf("without SLIPWAY_REQUIRE_TOOLS: %v, want no test run:\n%s", err, out)
+		}
+	}
+}
