@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/sigstore/sigstore-go/pkg/root"
 
 	"github.com/slipway-build/slipway/internal/testutil"
 )
@@ -276,6 +277,42 @@ func TestIsolateNetworkFallback(t *testing.T) {
 			t.Errorf("SLIPWAY_REQUIRE_TOOLS=1: %v, want a failure:\n%s", err, out)
 		case require == "" && (err != nil || strings.Contains(string(out), "=== RUN") || !strings.Contains(string(out), "no tests to run")):
 			t.Errorf("without SLIPWAY_REQUIRE_TOOLS: %v, want no test run:\n%s", err, out)
+		}
+	}
+}
+
+// TestTwoStacks starts two stacks in one process: each has its own issuer
+// and Fulcio CA, they share the timestamp server, and each trusted root
+// loads.
+func TestTwoStacks(t *testing.T) {
+	a, b := Start(t), Start(t)
+	if a.IssuerURL == b.IssuerURL || a.FulcioURL == b.FulcioURL || a.FulcioRoot.Equal(b.FulcioRoot) {
+		t.Errorf("stacks share an issuer or a Fulcio: %s %s, %s %s", a.IssuerURL, b.IssuerURL, a.FulcioURL, b.FulcioURL)
+	}
+	if a.TSAURL != b.TSAURL || !a.TSARoot.Equal(b.TSARoot) {
+		t.Errorf("stacks do not share the timestamp server: %s %s", a.TSAURL, b.TSAURL)
+	}
+	for _, s := range []*Stack{a, b} {
+		tr, err := root.NewTrustedRootFromPath(s.TrustedRootPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cas := tr.FulcioCertificateAuthorities()
+		if len(cas) != 1 || !cas[0].(*root.FulcioCertificateAuthority).Root.Equal(s.FulcioRoot) {
+			t.Errorf("%s: trusted root CA is not its Fulcio's root", s.TrustedRootPath)
+		}
+		sc, err := root.NewSigningConfigFromPath(s.SigningConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sc.FulcioCertificateAuthorityURLs(); len(got) != 1 || got[0].URL != s.FulcioURL {
+			t.Errorf("signing config CA URLs %v, want %s", got, s.FulcioURL)
+		}
+		if got := sc.TimestampAuthorityURLs(); len(got) != 1 || got[0].URL != s.TSAURL {
+			t.Errorf("signing config TSA URLs %v, want %s", got, s.TSAURL)
+		}
+		if len(sc.RekorLogURLs()) != 0 {
+			t.Errorf("signing config names a Rekor: %v", sc.RekorLogURLs())
 		}
 	}
 }
