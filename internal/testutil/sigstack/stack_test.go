@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore-go/pkg/root"
 
 	"github.com/slipway-build/slipway/internal/testutil"
@@ -314,5 +317,52 @@ func TestTwoStacks(t *testing.T) {
 		if len(sc.RekorLogURLs()) != 0 {
 			t.Errorf("signing config names a Rekor: %v", sc.RekorLogURLs())
 		}
+	}
+}
+
+// TestCosignSignImageKeyless signs an image in Debian's docker-registry
+// (started in the same namespace) with cosign v3, keyless, and verifies it
+// with cosign v3 against the stack's trusted root; a wrong identity fails.
+func TestCosignSignImageKeyless(t *testing.T) {
+	cosignBin := testutil.Peer(t, "cosign-v3")
+	reg := testutil.StartRegistry(t)
+	s := Start(t)
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(reg.Host + "/sigstack/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := tag.Context().Digest(d.String()).String()
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokFile, []byte(s.Token(t, "img@example.com")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cosign(t, cosignBin, dir, nil, "sign", "--yes", "--signing-config", s.SigningConfigPath,
+		"--trusted-root", s.TrustedRootPath, "--identity-token", tokFile, ref); err != nil {
+		t.Fatalf("cosign sign: %v\n%s", err, out)
+	}
+	verify := func(identity string) (string, error) {
+		return cosign(t, cosignBin, dir, nil, "verify", "--trusted-root", s.TrustedRootPath,
+			"--certificate-identity", identity, "--certificate-oidc-issuer", s.IssuerURL,
+			"--insecure-ignore-tlog", "--insecure-ignore-sct", ref)
+	}
+	if out, err := verify("img@example.com"); err != nil {
+		t.Fatalf("cosign verify: %v\n%s", err, out)
+	}
+	if out, err := verify("other@example.com"); err == nil {
+		t.Fatalf("cosign verify accepted a wrong identity:\n%s", out)
+	} else {
+		t.Logf("wrong identity: refused: %s", lastLine(out))
 	}
 }
