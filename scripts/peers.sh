@@ -58,7 +58,10 @@ while read -r name version how target pkg; do
 	tmp=$(mktemp -d "$root/.build-$name-$version.XXXXXX")
 	start=$(date +%s)
 	echo "peers: building $name $version" >&2
-	if build_peer "$name" "$version" "$how" "$target" "$pkg" </dev/null && [ -x "$tmp/bin/$bin" ]; then
+	# The CPU time (user+sys, of every process the build ran) tells what a
+	# build costs on a machine of its own: about CPU/cores of wall time.
+	TIMEFORMAT="peers: $name $version: %0R s wall, %0U s user, %0S s sys"
+	if time build_peer "$name" "$version" "$how" "$target" "$pkg" </dev/null && [ -x "$tmp/bin/$bin" ]; then
 		rm -rf "$final"
 		mv "$tmp/bin" "$final"
 		echo "peers: $name $version built in $(($(date +%s) - start))s ($(du -h "$final/$bin" | cut -f1))" >&2
