@@ -27,10 +27,11 @@ build_peer() {
 		# build the package in a writable copy of the module source.
 		local dir
 		dir=$(cd "$tmp" && go mod download -json "$target@$version" |
-			python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
-		cp -r "$dir" "$tmp/src"
-		chmod -R u+w "$tmp/src"
-		mkdir -p "$tmp/bin"
+			python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])') || return 1
+		cp -r "$dir" "$tmp/src" || return 1
+		chmod -R u+w "$tmp/src" || return 1
+		mkdir -p "$tmp/bin" || return 1
+		# -mod=mod: the module's go.sum need not cover every package built.
 		(cd "$tmp/src" && GOFLAGS="-mod=mod -buildvcs=false" nice -n 10 \
 			go build "${flags[@]}" -o "$tmp/bin/$(basename "$pkg")" "$pkg")
 		;;
@@ -57,7 +58,10 @@ while read -r name version how target pkg; do
 	tmp=$(mktemp -d "$root/.build-$name-$version.XXXXXX")
 	start=$(date +%s)
 	echo "peers: building $name $version" >&2
-	if build_peer "$name" "$version" "$how" "$target" "$pkg" && [ -x "$tmp/bin/$bin" ]; then
+	# The CPU time (user+sys, of every process the build ran) tells what a
+	# build costs on a machine of its own: about CPU/cores of wall time.
+	TIMEFORMAT="peers: $name $version: %0R s wall, %0U s user, %0S s sys"
+	if time build_peer "$name" "$version" "$how" "$target" "$pkg" </dev/null && [ -x "$tmp/bin/$bin" ]; then
 		rm -rf "$final"
 		mv "$tmp/bin" "$final"
 		echo "peers: $name $version built in $(($(date +%s) - start))s ($(du -h "$final/$bin" | cut -f1))" >&2

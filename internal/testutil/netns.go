@@ -32,13 +32,17 @@ const isolatedEnv = "SLIPWAY_NETNS"
 // namespace can be made (not root, no unshare or ip), it fails the run if
 // SLIPWAY_REQUIRE_TOOLS is set; otherwise no test of the package runs
 // (go test reports "no tests to run") — never with the network.
-func IsolateNetwork(m *testing.M) int {
+func IsolateNetwork(m *testing.M) int { return RunIsolated(m.Run) }
+
+// RunIsolated is IsolateNetwork for a TestMain with set-up: run (set-up,
+// m.Run, tear-down) runs only in the isolated process; see IsolateNetwork.
+func RunIsolated(run func() int) int {
 	if os.Getenv(isolatedEnv) == "1" {
 		if err := checkIsolated(); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: %s=1 but not isolated: %v\n", isolatedEnv, err)
 			return 1
 		}
-		return m.Run()
+		return run()
 	}
 	if err := probeUnshare(); err != nil {
 		if os.Getenv("SLIPWAY_REQUIRE_TOOLS") != "" {
@@ -55,7 +59,7 @@ func IsolateNetwork(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 			return 1
 		}
-		return m.Run()
+		return run()
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -11,7 +11,10 @@ import (
 
 // IsolateNetwork needs Linux network namespaces: elsewhere it fails the run
 // if SLIPWAY_REQUIRE_TOOLS is set and otherwise runs no test of the package.
-func IsolateNetwork(m *testing.M) int {
+func IsolateNetwork(m *testing.M) int { return RunIsolated(m.Run) }
+
+// RunIsolated needs Linux network namespaces; see IsolateNetwork.
+func RunIsolated(run func() int) int {
 	if os.Getenv("SLIPWAY_REQUIRE_TOOLS") != "" {
 		fmt.Fprintln(os.Stderr, "FAIL: loopback-only network namespaces need Linux")
 		return 1
@@ -23,7 +26,7 @@ func IsolateNetwork(m *testing.M) int {
 	if err := flag.Set("test.run", "^$"); err != nil {
 		return 1
 	}
-	return m.Run()
+	return run()
 }
 
 // Isolated reports false: no network namespaces outside Linux.
