@@ -12,12 +12,13 @@ root=${SLIPWAY_PEERS:-$HOME/.cache/slipway/peers}
 mkdir -p "$root"
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOEXPERIMENT=jsonv2
-# The flags every peer is built with.
-flags=(-trimpath -ldflags=-s\ -w)
-
-# build_peer NAME VERSION HOW TARGET [PKG]: builds into $tmp/bin.
+# build_peer NAME VERSION HOW TARGET PKG [-X VALUE...]: builds into $tmp/bin.
 build_peer() {
-	local name=$1 version=$2 how=$3 target=$4 pkg=${5:-}
+	local name=$1 version=$2 how=$3 target=$4 pkg=$5
+	shift 5
+	local ldflags="-s -w" x
+	for x in "$@"; do ldflags+=" -X ${x//\{v\}/${version#v}}"; done
+	local flags=(-trimpath "-ldflags=$ldflags")
 	case $how in
 	install)
 		GOBIN=$tmp/bin nice -n 10 go install "${flags[@]}" "$target@$version"
@@ -43,8 +44,15 @@ build_peer() {
 }
 
 status=0
-while read -r name version how target pkg; do
+while read -r name version how target rest; do
 	case $name in '' | '#'*) continue ;; esac
+	# rest: [./package (source only)] [-X value...]
+	read -r -a extra <<<"${rest:-}"
+	pkg=
+	if [ "$how" = source ]; then
+		pkg=${extra[0]:-}
+		extra=("${extra[@]:1}")
+	fi
 	if [ $# -gt 0 ]; then
 		found=
 		for a in "$@"; do [ "$a" = "$name" ] && found=1; done
@@ -61,7 +69,7 @@ while read -r name version how target pkg; do
 	# The CPU time (user+sys, of every process the build ran) tells what a
 	# build costs on a machine of its own: about CPU/cores of wall time.
 	TIMEFORMAT="peers: $name $version: %0R s wall, %0U s user, %0S s sys"
-	if time build_peer "$name" "$version" "$how" "$target" "$pkg" </dev/null && [ -x "$tmp/bin/$bin" ]; then
+	if time build_peer "$name" "$version" "$how" "$target" "$pkg" "${extra[@]}" </dev/null && [ -x "$tmp/bin/$bin" ]; then
 		rm -rf "$final"
 		mv "$tmp/bin" "$final"
 		echo "peers: $name $version built in $(($(date +%s) - start))s ($(du -h "$final/$bin" | cut -f1))" >&2

@@ -12,7 +12,7 @@ import (
 )
 
 // PeersFile is the list of peer tools, relative to the module root: one
-// "name version how target [package]" a line, built by scripts/peers.sh.
+// "name version how target [package] [X...]" a line, built by scripts/peers.sh.
 const PeersFile = "scripts/peers.txt"
 
 // PeersDir is where scripts/peers.sh puts the peers: $SLIPWAY_PEERS, by
@@ -52,13 +52,19 @@ func ParsePeers(data []byte) ([]PeerSpec, error) {
 		}
 		f := strings.Fields(line)
 		var pkg string
+		var x []string
 		switch {
-		case len(f) == 4 && f[2] == "install":
-			pkg = f[3]
-		case len(f) == 5 && f[2] == "source":
-			pkg = f[4]
+		case len(f) >= 4 && f[2] == "install":
+			pkg, x = f[3], f[4:]
+		case len(f) >= 5 && f[2] == "source":
+			pkg, x = f[4], f[5:]
 		default:
-			return nil, fmt.Errorf("%s:%d: want \"name version install package\" or \"name version source module ./package\", got %q", PeersFile, n, line)
+			return nil, fmt.Errorf("%s:%d: want \"name version install package [X...]\" or \"name version source module ./package [X...]\", got %q", PeersFile, n, line)
+		}
+		for _, v := range x {
+			if !strings.Contains(v, "=") {
+				return nil, fmt.Errorf("%s:%d: -X value %q: want importpath.name=value", PeersFile, n, v)
+			}
 		}
 		peers = append(peers, PeerSpec{Name: f[0], Version: f[1], Binary: path.Base(pkg)})
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 func TestParsePeers(t *testing.T) {
-	got, err := ParsePeers([]byte("# comment\n\na v1 install example.com/x/cmd/tool\nb v2 source example.com/y ./cmd/tester\n"))
+	got, err := ParsePeers([]byte("# comment\n\na v1 install example.com/x/cmd/tool example.com/x/v.v={v}\nb v2 source example.com/y ./cmd/tester\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,7 +17,7 @@ func TestParsePeers(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("(-want +got)\n%s", d)
 	}
-	for _, bad := range []string{"a v1", "a v1 install", "a v1 source example.com/y", "a v1 build x"} {
+	for _, bad := range []string{"a v1", "a v1 install", "a v1 source example.com/y", "a v1 build x", "a v1 install example.com/x noequals"} {
 		if _, err := ParsePeers([]byte(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
