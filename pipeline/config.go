@@ -236,6 +236,9 @@ type PolicyConfig struct {
 	MaxScanAge *ConfigDuration `yaml:"max_scan_age" mapstructure:"max_scan_age"`
 	// AllowedBaseDigests, when set, lists the only base digests accepted.
 	AllowedBaseDigests []string `yaml:"allowed_base_digests" mapstructure:"allowed_base_digests"`
+	// RequireNonRoot denies images whose config user, on any platform, is
+	// empty, root, 0 or 0:… (they would run as root).
+	RequireNonRoot bool `yaml:"require_non_root" mapstructure:"require_non_root"`
 }
 
 // BasePolicy requires a signed base image.

@@ -55,6 +55,9 @@ type Policy struct {
 	// still validly signed attestation re-tagged over the newest one cannot
 	// be detected, only bounded by age. 0 means unbounded.
 	MaxScanAge time.Duration
+	// RequireNonRoot denies an image whose config user, on any platform of
+	// the index, is empty, root, 0 or 0:… (it would run as root).
+	RequireNonRoot bool
 	// AllowedBaseDigests, when set, requires every base image digest the
 	// image records (SLSA provenance resolved dependencies named
 	// BaseImageDependency, or the org.opencontainers.image.base.digest

@@ -159,6 +159,9 @@ func Verify(ctx context.Context, ref name.Reference, pol Policy, opts ...Option)
 	if err == nil && len(pol.AllowedBaseDigests) > 0 {
 		err = vr.readBaseAnnotations(desc)
 	}
+	if err == nil && pol.RequireNonRoot {
+		err = vr.nonRoot(v, desc)
+	}
 	var den *denial
 	switch {
 	case errors.As(err, &den):

@@ -25,7 +25,7 @@ var envKeys = []string{
 	"sign.identity_token", "sign.fulcio_url", "sign.rekor_url", "sign.tsa_url",
 	"sign.signing_config", "sign.trusted_root",
 	"policy.keys", "policy.threshold", "policy.require_attestations",
-	"policy.trusted_root", "policy.require_tlog", "policy.require_timestamp",
+	"policy.trusted_root", "policy.require_tlog", "policy.require_timestamp", "policy.require_non_root",
 	"policy.max_severity", "policy.max_scan_age", "policy.allowed_base_digests",
 }
 

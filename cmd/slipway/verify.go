@@ -202,24 +202,13 @@ func (s policySource) bad(key string, msg string) error {
 // its keys. A key that cannot be loaded is a config error naming the
 // policy file and the key (a usage error naming --key for a flag).
 func signPolicy(pc pipeline.PolicyConfig, src policySource) (sign.Policy, error) {
-	var keys []*sign.PublicKey
+	keys, err := loadPolicyKeys(pc, src)
+	if err != nil {
+		return sign.Policy{}, err
+	}
 	ids := map[string]bool{}
-	for i, ref := range pc.Keys {
-		k, err := sign.LoadPublicKeys(ref)
-		if err != nil {
-			if src.keysFlag {
-				return sign.Policy{}, &usageError{fmt.Errorf("--key %s: %w", ref, err)}
-			}
-			hint := ""
-			if pipeline.IsKeyPath(ref) {
-				hint = " (a relative path is read from the directory of the file that names it)"
-			}
-			return sign.Policy{}, src.bad(fmt.Sprintf("keys[%d]", i), err.Error()+hint)
-		}
-		keys = append(keys, k...)
-		for _, kk := range k {
-			ids[kk.ID()] = true
-		}
+	for _, k := range keys {
+		ids[k.ID()] = true
 	}
 	idents, err := signIdentities(pc.Identities)
 	if err != nil {
@@ -235,7 +224,7 @@ func signPolicy(pc pipeline.PolicyConfig, src policySource) (sign.Policy, error)
 		return sign.Policy{}, src.bad("threshold", fmt.Sprintf("%d is more than the %d distinct trusted keys and identities given", pc.Threshold, len(ids)))
 	}
 	p := sign.Policy{Keys: keys, Identities: idents, Threshold: pc.Threshold, RequireAttestations: pc.RequireAttestations, MaxScanAge: pc.EffectiveMaxScanAge(),
-		RequireTlog: pc.RequireTlog, RequireTimestamp: pc.RequireTimestamp}
+		RequireTlog: pc.RequireTlog, RequireTimestamp: pc.RequireTimestamp, RequireNonRoot: pc.RequireNonRoot}
 	if pc.TrustedRoot != "" || len(idents) > 0 || pc.RequireTlog || pc.RequireTimestamp {
 		tr, err := trustedRoot(pc.TrustedRoot)
 		if err != nil {
@@ -264,6 +253,28 @@ func signPolicy(pc pipeline.PolicyConfig, src policySource) (sign.Policy, error)
 		p.AllowedBaseDigests = append(p.AllowedBaseDigests, h)
 	}
 	return p, nil
+}
+
+// loadPolicyKeys loads the policy's keys. A key that cannot be loaded is a
+// config error naming the policy file and the key (a usage error naming
+// --key for a flag).
+func loadPolicyKeys(pc pipeline.PolicyConfig, src policySource) ([]*sign.PublicKey, error) {
+	var keys []*sign.PublicKey
+	for i, ref := range pc.Keys {
+		k, err := sign.LoadPublicKeys(ref)
+		if err != nil {
+			if src.keysFlag {
+				return nil, &usageError{fmt.Errorf("--key %s: %w", ref, err)}
+			}
+			hint := ""
+			if pipeline.IsKeyPath(ref) {
+				hint = " (a relative path is read from the directory of the file that names it)"
+			}
+			return nil, src.bad(fmt.Sprintf("keys[%d]", i), err.Error()+hint)
+		}
+		keys = append(keys, k...)
+	}
+	return keys, nil
 }
 
 // signIdentities converts configured identities.
