@@ -23,6 +23,20 @@ build_peer() {
 	install)
 		GOBIN=$tmp/bin nice -n 10 go install "${flags[@]}" "$target@$version"
 		;;
+	tool)
+		# A tool directive of slipway's own go.mod pins the version
+		# (checked below); built in slipway's module, with the settings
+		# `go test` uses (no -trimpath, the default CGO_ENABLED), so every
+		# package slipway's own build compiles is compiled once.
+		local pinned
+		pinned=$(cd "$here/.." && go list -m -f '{{.Version}}' "$(cd "$here/.." && go list -f '{{.Module.Path}}' "$target")") || return 1
+		if [ "$pinned" != "$version" ]; then
+			echo "peers.txt: $name: go.mod pins $pinned, peers.txt says $version" >&2
+			return 1
+		fi
+		mkdir -p "$tmp/bin" || return 1
+		(cd "$here/.." && env -u CGO_ENABLED nice -n 10 go build "-ldflags=$ldflags" -o "$tmp/bin/$(basename "$target")" "$target")
+		;;
 	source)
 		# go install refuses modules whose go.mod has replace directives:
 		# build the package in a writable copy of the module source.

@@ -54,12 +54,12 @@ func ParsePeers(data []byte) ([]PeerSpec, error) {
 		var pkg string
 		var x []string
 		switch {
-		case len(f) >= 4 && f[2] == "install":
+		case len(f) >= 4 && (f[2] == "install" || f[2] == "tool"):
 			pkg, x = f[3], f[4:]
 		case len(f) >= 5 && f[2] == "source":
 			pkg, x = f[4], f[5:]
 		default:
-			return nil, fmt.Errorf("%s:%d: want \"name version install package [X...]\" or \"name version source module ./package [X...]\", got %q", PeersFile, n, line)
+			return nil, fmt.Errorf("%s:%d: want \"name version install|tool package [X...]\" or \"name version source module ./package [X...]\", got %q", PeersFile, n, line)
 		}
 		for _, v := range x {
 			if !strings.Contains(v, "=") {
