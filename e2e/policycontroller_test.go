@@ -1,20 +1,16 @@
 package e2e
 
 import (
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/sigstore/sigstore-go/pkg/root"
-
 	"github.com/slipway-build/slipway/internal/testutil"
 	"github.com/slipway-build/slipway/internal/testutil/sigstack"
+	"github.com/slipway-build/slipway/sign/export"
 )
 
 // policy-controller's tester (v0.13.1, cmd/tester) run against what
@@ -221,55 +217,21 @@ func TestPolicyControllerVulnPolicy(t *testing.T) {
 
 // trustRootResource is a policy-controller TrustRoot (v1alpha1,
 // spec.sigstoreKeys: bring your own keys) named name, holding the stack's
-// Fulcio chain as certificate authority and its TSA chain (leaf first,
-// root last) as timestamp authority, read from the stack's
-// trusted_root.json. It has no tLogs and no ctLogs: the stack has neither.
-// certChain is a []byte field: base64 of the PEM chain.
+// Fulcio chain as certificate authority and its TSA chain as timestamp
+// authority, as the exporter writes it from the stack's trusted_root.json
+// (export.TrustRoot). It has no tLogs and no ctLogs: the stack has
+// neither.
 func trustRootResource(t *testing.T, stack *sigstack.Stack, name string) string {
 	t.Helper()
-	tr, err := root.NewTrustedRootFromPath(stack.TrustedRootPath)
+	raw, err := os.ReadFile(stack.TrustedRootPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cas, tsas := tr.FulcioCertificateAuthorities(), tr.TimestampingAuthorities()
-	if len(cas) != 1 || len(tsas) != 1 {
-		t.Fatalf("trusted root has %d CAs and %d TSAs, want 1 and 1", len(cas), len(tsas))
+	y, err := export.TrustRoot(raw, name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ca, ok := cas[0].(*root.FulcioCertificateAuthority)
-	if !ok {
-		t.Fatalf("certificate authority is a %T", cas[0])
-	}
-	tsa, ok := tsas[0].(*root.SigstoreTimestampingAuthority)
-	if !ok {
-		t.Fatalf("timestamp authority is a %T", tsas[0])
-	}
-	var tsaChain []*x509.Certificate
-	if tsa.Leaf != nil {
-		tsaChain = append(tsaChain, tsa.Leaf)
-	}
-	tsaChain = append(append(tsaChain, tsa.Intermediates...), tsa.Root)
-	entry := func(uri string, chain []*x509.Certificate) string {
-		var pemChain []byte
-		for _, c := range chain {
-			pemChain = append(pemChain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-		}
-		top := chain[len(chain)-1]
-		org := ""
-		if len(top.Subject.Organization) > 0 {
-			org = top.Subject.Organization[0]
-		}
-		return fmt.Sprintf("    - subject: {organization: %q, commonName: %q}\n      uri: %s\n      certChain: %s\n",
-			org, top.Subject.CommonName, uri, base64.StdEncoding.EncodeToString(pemChain))
-	}
-	return fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1alpha1
-kind: TrustRoot
-metadata:
-  name: %s
-spec:
-  sigstoreKeys:
-    certificateAuthorities:
-%s    timestampAuthorities:
-%s`, name, entry(stack.FulcioURL, append(append([]*x509.Certificate{}, ca.Intermediates...), ca.Root)), entry(stack.TSAURL, tsaChain))
+	return string(y)
 }
 
 // keylessBundleCIP is a ClusterImagePolicy with one keyless authority

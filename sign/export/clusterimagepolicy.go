@@ -317,16 +317,24 @@ func (e *cipExport) buildSigners() error {
 			return err
 		}
 	}
+	// The same key or identity given twice counts once (slipway's
+	// threshold counts distinct signers).
+	seen := map[string]bool{}
 	for i, k := range p.Keys {
-		if _, err := parsePublicKeyPEM(k.PEM); err != nil {
+		der, err := parsePublicKeyPEM(k.PEM)
+		if err != nil {
 			return fmt.Errorf("clusterimagepolicy: key %s: %w", keyName(k, i), err)
 		}
-		id := fmt.Sprintf("key-%d", i)
+		if seen[string(der)] {
+			continue
+		}
+		seen[string(der)] = true
+		id := fmt.Sprintf("key-%d", len(e.signers))
 		e.signers = append(e.signers, signer{id: id, prefixes: []string{id},
 			base: map[string]authority{id: {Key: &keyRef{Data: strings.TrimSpace(k.PEM) + "\n"}}}})
 	}
 	if len(p.Identities) == 0 {
-		return nil
+		return e.checkDistinct()
 	}
 	if requireTlog && requireTimestamp {
 		// checkOptsFromAuthority: with rfc3161timestamp the log is ignored
@@ -366,6 +374,11 @@ func (e *cipExport) buildSigners() error {
 		return errors.New("clusterimagepolicy: require_timestamp with keyless identities needs a trusted root holding the timestamp authority")
 	}
 	for i, id := range p.Identities {
+		if k := fmt.Sprintf("%q %q %q %q", id.Issuer, id.Subject, id.IssuerRegexp, id.SubjectRegexp); seen[k] {
+			continue
+		} else {
+			seen[k] = true
+		}
 		s := signer{id: fmt.Sprintf("id-%d", i), base: map[string]authority{}}
 		kl := keylessRef{
 			Identities:   []identity{{Issuer: id.Issuer, Subject: id.Subject, IssuerRegExp: id.IssuerRegexp, SubjectRegExp: id.SubjectRegexp}},
@@ -397,7 +410,37 @@ func (e *cipExport) buildSigners() error {
 		}
 		e.signers = append(e.signers, s)
 	}
+	return e.checkDistinct()
+}
+
+// checkDistinct refuses a threshold above the distinct signers, as slipway
+// verify does.
+func (e *cipExport) checkDistinct() error {
+	if e.p.Threshold > len(e.signers) {
+		return fmt.Errorf("clusterimagepolicy: threshold %d is more than the %d distinct trusted keys and identities", e.p.Threshold, len(e.signers))
+	}
 	return nil
+}
+
+// TrustRoot is a policy-controller TrustRoot (policy.sigstore.dev/v1alpha1,
+// spec.sigstoreKeys) named name holding the certificate authorities,
+// timestamp authorities and logs of trustedRoot (a trusted_root.json), as
+// ClusterImagePolicy writes it before the policy. Validity periods are
+// not carried: a TrustRoot has none.
+func TrustRoot(trustedRoot []byte, name string) ([]byte, error) {
+	tr, err := root.NewTrustedRootFromJSON(trustedRoot)
+	if err != nil {
+		return nil, fmt.Errorf("trustroot: reading the trusted root: %w", err)
+	}
+	doc, err := (&cipExport{root: tr, rootRef: name}).trustRoot()
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := encodeDoc(&out, doc); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
 }
 
 func keyName(k Key, i int) string {
@@ -407,16 +450,19 @@ func keyName(k Key, i int) string {
 	return strconv.Itoa(i)
 }
 
-func parsePublicKeyPEM(s string) (any, error) {
-	b, _ := pem.Decode([]byte(s))
+// parsePublicKeyPEM checks a PEM public key and returns its DER.
+func parsePublicKeyPEM(s string) ([]byte, error) {
+	b, rest := pem.Decode([]byte(s))
 	if b == nil {
 		return nil, errors.New("not PEM")
 	}
-	k, err := x509.ParsePKIXPublicKey(b.Bytes)
-	if err != nil {
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("more than one PEM block (give each key as its own Key)")
+	}
+	if _, err := x509.ParsePKIXPublicKey(b.Bytes); err != nil {
 		return nil, fmt.Errorf("not a PKIX public key: %w", err)
 	}
-	return k, nil
+	return b.Bytes, nil
 }
 
 // checkValidity refuses a trusted root whose authorities or logs have an

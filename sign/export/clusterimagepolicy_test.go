@@ -279,6 +279,8 @@ func TestClusterImagePolicyInvalid(t *testing.T) {
 		{"no signer", Policy{}, Options{Images: []string{"**"}}},
 		{"no images", Policy{Keys: key}, Options{}},
 		{"threshold above signers", Policy{Keys: key, Threshold: 2}, Options{Images: []string{"**"}}},
+		{"threshold above distinct signers", Policy{Keys: append(key, key[0]), Threshold: 2}, Options{Images: []string{"**"}}},
+		{"two keys in one", Policy{Keys: []Key{{PEM: key[0].PEM + key[0].PEM}}}, Options{Images: []string{"**"}}},
 		{"bad severity", Policy{Keys: key, MaxSeverity: "SEVERE"}, Options{Images: []string{"**"}}},
 		{"bad base digest", Policy{Keys: key, AllowedBaseDigests: []string{"sha256:abc"}}, Options{Images: []string{"**"}}},
 		{"not a key", Policy{Keys: []Key{{PEM: "nope"}}}, Options{Images: []string{"**"}}},
