@@ -850,20 +850,23 @@ deny[msg] {
 # require_non_root: every platform's config user (fetchConfigFile).
 configs := object.get(input, "config", {})
 
-root_user(u) {
-  u == ""
+# sign.RunsAsRoot: the user part of "user[:group]" is empty, root, or
+# numerically 0.
+user_part(u) = p {
+  p := split(trim_space(u), ":")[0]
 }
 
 root_user(u) {
-  u == "root"
+  user_part(u) == ""
 }
 
 root_user(u) {
-  u == "0"
+  user_part(u) == "root"
 }
 
 root_user(u) {
-  startswith(u, "0:")
+  regex.match("^[0-9]+$", user_part(u))
+  to_number(user_part(u)) == 0
 }
 
 deny["no image config to check require_non_root against"] {

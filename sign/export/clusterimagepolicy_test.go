@@ -22,6 +22,8 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/cosign/rego"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/slipway-build/slipway/sign"
 )
 
 // testKeyPEM is a fresh ECDSA P-256 public key in PEM.
@@ -518,6 +520,18 @@ func TestSpecPolicyRego(t *testing.T) {
 		{"user 0", edit(func(_, in map[string]any) {
 			in["config"] = map[string]any{"linux/amd64": map[string]any{"config": map[string]any{"User": "0"}}}
 		}), false, "runs as root"},
+		{"user 00 with a group", edit(func(_, in map[string]any) {
+			in["config"] = map[string]any{"linux/amd64": map[string]any{"config": map[string]any{"User": " 00:1000"}}}
+		}), false, "runs as root"},
+		{"root with a group", edit(func(_, in map[string]any) {
+			in["config"] = map[string]any{"linux/amd64": map[string]any{"config": map[string]any{"User": "root:staff"}}}
+		}), false, "runs as root"},
+		{"group 0 only", edit(func(_, in map[string]any) {
+			in["config"] = map[string]any{"linux/amd64": map[string]any{"config": map[string]any{"User": "1000:0"}}}
+		}), true, ""},
+		{"user named 0app", edit(func(_, in map[string]any) {
+			in["config"] = map[string]any{"linux/amd64": map[string]any{"config": map[string]any{"User": "0app"}}}
+		}), true, ""},
 		{"uid 1000", edit(func(_, in map[string]any) {
 			in["config"] = map[string]any{"linux/amd64": map[string]any{"config": map[string]any{"User": "1000"}}}
 		}), true, ""},
@@ -529,5 +543,20 @@ func TestSpecPolicyRego(t *testing.T) {
 				t.Fatalf("spec.policy passed=%v (%s), want %v (%q)", ok, msg, c.wantOK, c.want)
 			}
 		})
+	}
+}
+
+// TestNonRootRegoIsRunsAsRoot: spec.policy's root_user is slipway
+// verify's sign.RunsAsRoot on every user tried.
+func TestNonRootRegoIsRunsAsRoot(t *testing.T) {
+	cip, _ := exportCIP(t, Policy{Keys: []Key{{PEM: testKeyPEM(t)}}, RequireNonRoot: true})
+	for _, u := range []string{"", " ", "root", "root:root", "0", "00", "0:0", "0:1000", "1000:0", "65532:65532", "app", "0app", "-0", "+0",
+		"rooted", "ROOT", " 0 ", "18446744073709551616", "1e0", "0x0", ":0", "0.0"} {
+		in := map[string]any{"authorityMatches": map[string]any{"key-0": match(0)},
+			"config": map[string]any{"linux/amd64": map[string]any{"config": map[string]any{"User": u}}}}
+		ok, msg := evalRego(t, cip.Spec.Policy.Data, in)
+		if ok == sign.RunsAsRoot(u) {
+			t.Errorf("user %q: spec.policy passed=%v (%s), sign.RunsAsRoot=%v", u, ok, msg, sign.RunsAsRoot(u))
+		}
 	}
 }
