@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/cosign/v2/pkg/cosign/rego"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/slipway-build/slipway/internal/testutil"
 	"github.com/slipway-build/slipway/internal/testutil/sigstack"
@@ -142,7 +144,10 @@ func slipwayVerdict(t *testing.T, file, image string) (verdict, string) {
 
 // testerVerdictOf runs the tester: exit 0 is allow; exit 1 with the
 // errors report is deny; anything else (no report: an invalid policy, a
-// crash) fails the test.
+// crash) fails the test. The tester reports only the first error (an
+// authority's, in no fixed order), and logs spec.policy's error as
+// "%!w(…)"; the reason returned starts with spec.policy's message,
+// re-evaluated on the input the webhook logged.
 func testerVerdictOf(t *testing.T, bin, cip, trustRoot, image string) (verdict, string) {
 	t.Helper()
 	r := policyTester(t, bin, t.TempDir(), cip, trustRoot, image)
@@ -153,7 +158,44 @@ func testerVerdictOf(t *testing.T, bin, cip, trustRoot, image string) (verdict, 
 	if r.code != 1 || json.Unmarshal([]byte(lastLine(r.stdout)), &v) != nil || len(v.Errors) == 0 {
 		t.Fatalf("policy-tester failed without a verdict on %s: %s\npolicy:\n%s", image, r, cip)
 	}
-	return deny, strings.Join(v.Errors, "; ")
+	why := strings.Join(v.Errors, "; ")
+	if in := specPolicyInput(r.stderr); in != nil {
+		// spec.policy was evaluated: its verdict on the input the webhook
+		// logged, with cosign's Rego evaluator (what the webhook calls).
+		var doc struct {
+			Spec struct {
+				Policy struct{ Data string } `yaml:"policy"`
+			} `yaml:"spec"`
+		}
+		if err := yaml.Unmarshal([]byte(cip), &doc); err != nil {
+			t.Fatal(err)
+		}
+		_, err := rego.ValidateJSONWithModuleInput(in, doc.Spec.Policy.Data)
+		if err == nil {
+			t.Fatalf("policy-tester denied %s, yet spec.policy admits its input:\n%s", image, in)
+		}
+		why = "spec.policy: " + err.Error() + " | " + why
+	}
+	return deny, why
+}
+
+// specPolicyInput is the input spec.policy was evaluated on, as the
+// webhook logs it ("CIP level policy: {…}"), or nil when it was not (no
+// authority passed).
+func specPolicyInput(stderr string) []byte {
+	for _, l := range strings.Split(stderr, "\n") {
+		msg := l
+		var rec map[string]any
+		if json.Unmarshal([]byte(l), &rec) == nil {
+			if m, ok := rec["msg"].(string); ok {
+				msg = m
+			}
+		}
+		if _, in, ok := strings.Cut(msg, "CIP level policy: "); ok && json.Valid([]byte(strings.TrimSpace(in))) {
+			return []byte(strings.TrimSpace(in))
+		}
+	}
+	return nil
 }
 
 // copyImage copies the index src to dst (a new repository: no signature
@@ -182,10 +224,17 @@ func copyImage(t *testing.T, src, dst string) string {
 	return d.Context().Digest(h.String()).String()
 }
 
+// denied starts the reason of a spec.policy denial (cosign's Rego
+// evaluator names the query, then the policy's error).
+const denied = "spec.policy: policy is not compliant for query 'isCompliant = data.sigstore.isCompliant' with errors: "
+
 // row is one line of the matrix.
 type row struct {
 	name, image, policy string
 	want                verdict
+	// slipWhy and pcWhy are in slipway's reasons and the tester's
+	// (spec.policy's message, or an authority's when none passed).
+	slipWhy, pcWhy string
 	// nonRoot: the policy file holds require_non_root.
 	nonRoot bool
 }
@@ -276,16 +325,24 @@ scan:
 
 	rows := []row{
 		{name: "signed + clean", image: hello.Ref, policy: "main", want: allow},
-		{name: "unsigned", image: unsigned, policy: "main", want: deny},
-		{name: "signed by another key", image: hello.Ref, policy: "other-key", want: deny},
-		{name: "HIGH finding (max_severity HIGH)", image: vuln.Ref, policy: "main", want: deny},
-		{name: "stale scan (max_scan_age 1s)", image: hello.Ref, policy: "stale", want: deny},
-		{name: "missing required attestations", image: signedOnly, policy: "main", want: deny},
-		{name: "running as root (require_non_root)", image: rootImg.Ref, policy: "non-root", want: deny, nonRoot: true},
+		{name: "unsigned", image: unsigned, policy: "main", want: deny, slipWhy: "no signatures found", pcWhy: "no matching"},
+		{name: "signed by another key", image: hello.Ref, policy: "other-key", want: deny,
+			slipWhy: "from a trusted key", pcWhy: "key validation failed"},
+		{name: "HIGH finding (max_severity HIGH)", image: vuln.Ref, policy: "main", want: deny,
+			slipWhy: "HIGH CVE-2022-32149", pcWhy: denied + "1 of 1 vuln attestations within max_scan_age 168h0m0s signed by key-0 fail max_severity"},
+		{name: "stale scan (max_scan_age 1s)", image: hello.Ref, policy: "stale", want: deny,
+			slipWhy: "older than the maximum 1s", pcWhy: denied + "no vuln attestation within max_scan_age 1s"},
+		{name: "missing required attestations", image: signedOnly, policy: "main", want: deny,
+			slipWhy: "required sbom attestation missing", pcWhy: denied + "no vuln attestation within max_scan_age 168h0m0s signed by a trusted key or identity (required by max_severity / max_scan_age); required provenance attestation missing"},
+		{name: "running as root (require_non_root)", image: rootImg.Ref, policy: "non-root", want: deny, nonRoot: true,
+			slipWhy: `runs as root (config user "0"`, pcWhy: denied + `linux/amd64 runs as root (config user "0"`},
 		{name: "non-root (require_non_root)", image: hello.Ref, policy: "non-root", want: allow, nonRoot: true},
 		{name: "keyless, right identity", image: khello.Ref, policy: "keyless-right", want: allow},
-		{name: "keyless, wrong identity", image: khello.Ref, policy: "keyless-wrong", want: deny},
-		{name: "threshold 2, one signature", image: hello.Ref, policy: "threshold", want: deny},
+		{name: "keyless, wrong identity", image: khello.Ref, policy: "keyless-wrong", want: deny,
+			slipWhy: `expected SAN value "intruder@example.com"`, pcWhy: `expected SAN value "intruder@example.com"`},
+		{name: "threshold 2, one signature", image: hello.Ref, policy: "threshold", want: deny,
+			slipWhy: "valid signatures from 1 of 2 trusted keys and identities, threshold is 2",
+			pcWhy:   denied + "valid signatures from 1 of 2 trusted keys and identities, threshold is 2"},
 		{name: "threshold 2, two signatures", image: twice, policy: "threshold", want: allow},
 	}
 	var table strings.Builder
@@ -297,8 +354,8 @@ scan:
 		pv, pWhy := testerVerdictOf(t, tester, cip, trustRoot, rw.image)
 		fmt.Fprintf(&table, "%-38s %-8s %-8s %-8s\n", rw.name+" ("+rw.policy+")", rw.want, sv, pv)
 		t.Logf("%s: slipway %s %s | policy-controller %s %s", rw.name, sv, sWhy, pv, pWhy)
-		if pv != rw.want || (sv != rw.want && sv != notYet) {
-			failed = append(failed, fmt.Sprintf("%s: want %s, slipway %s (%s), policy-controller %s (%s)", rw.name, rw.want, sv, sWhy, pv, pWhy))
+		if pv != rw.want || (sv != rw.want && sv != notYet) || !strings.Contains(pWhy, rw.pcWhy) || (sv != notYet && !strings.Contains(sWhy, rw.slipWhy)) {
+			failed = append(failed, fmt.Sprintf("%s: want %s (%q / %q), slipway %s (%s), policy-controller %s (%s)", rw.name, rw.want, rw.slipWhy, rw.pcWhy, sv, sWhy, pv, pWhy))
 		}
 		if sv == notYet {
 			t.Logf("%s: slipway verify does not know require_non_root yet; only policy-controller's verdict is checked", rw.name)
