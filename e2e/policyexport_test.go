@@ -346,13 +346,13 @@ scan:
 		{name: "threshold 2, two signatures", image: twice, policy: "threshold", want: allow},
 	}
 	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-38s %-8s %-8s %-8s\n", "image (policy)", "expected", "slipway", "policy-controller")
+	fmt.Fprintf(&table, "\n%-52s %-8s %-8s %s\n", "image (policy)", "expected", "slipway", "policy-controller")
 	var failed []string
 	for _, rw := range rows {
 		cip, trustRoot := exportPolicyFile(t, files[rw.policy], []string{reg.Host + "/**"}, rw.nonRoot)
 		sv, sWhy := slipwayVerdict(t, files[rw.policy], rw.image)
 		pv, pWhy := testerVerdictOf(t, tester, cip, trustRoot, rw.image)
-		fmt.Fprintf(&table, "%-38s %-8s %-8s %-8s\n", rw.name+" ("+rw.policy+")", rw.want, sv, pv)
+		fmt.Fprintf(&table, "%-52s %-8s %-8s %s\n", rw.name+" ("+rw.policy+")", rw.want, sv, pv)
 		t.Logf("%s: slipway %s %s | policy-controller %s %s", rw.name, sv, sWhy, pv, pWhy)
 		if pv != rw.want || (sv != rw.want && sv != notYet) || !strings.Contains(pWhy, rw.pcWhy) || (sv != notYet && !strings.Contains(sWhy, rw.slipWhy)) {
 			failed = append(failed, fmt.Sprintf("%s: want %s (%q / %q), slipway %s (%s), policy-controller %s (%s)", rw.name, rw.want, rw.slipWhy, rw.pcWhy, sv, sWhy, pv, pWhy))
