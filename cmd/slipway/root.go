@@ -49,6 +49,7 @@ overridden by flags.`,
 		newKeygenCmd(g),
 		newSignCmd(g),
 		newVerifyCmd(g),
+		newPolicyCmd(g),
 		newResolveCmd(g),
 		newVersionCmd(),
 	)
