@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -34,35 +33,16 @@ type verdict string
 const (
 	allow verdict = "allow"
 	deny  verdict = "deny"
-	// notYet is slipway verify refusing a policy key it does not know
-	// (exit 2): require_non_root before it is on this branch.
-	notYet verdict = "n/a (policy key unknown to this slipway)"
 )
-
-// nonRootLine is the policy key the non-root rows add.
-const nonRootLine = "require_non_root: true\n"
-
-// hasRequireNonRoot reports whether this tree's policy parser knows
-// require_non_root (the lead adds it to slipway verify in parallel).
-func hasRequireNonRoot() bool {
-	_, ok := reflect.TypeOf(pipeline.PolicyConfig{}).FieldByName("RequireNonRoot")
-	return ok
-}
 
 // exportPolicyFile reads a policy file as `slipway verify --policy` does
 // (pipeline.DecodePolicyFile, key paths relative to the file, max_scan_age
-// as verify applies it) and exports it for images in-process. nonRoot
-// says the file has require_non_root: when this tree's parser does not
-// know it yet, the rest of the file is exported with the rule set.
-func exportPolicyFile(t *testing.T, file string, images []string, nonRoot bool) (cip, trustRoot string) {
+// as verify applies it) and exports it for images in-process.
+func exportPolicyFile(t *testing.T, file string, images []string) (cip, trustRoot string) {
 	t.Helper()
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if nonRoot && !hasRequireNonRoot() {
-		// This parser would refuse the key: export from the rest.
-		data = []byte(strings.Replace(string(data), nonRootLine, "", 1))
 	}
 	pc, err := pipeline.DecodePolicyFile(file, data)
 	if err != nil {
@@ -70,10 +50,7 @@ func exportPolicyFile(t *testing.T, file string, images []string, nonRoot bool) 
 	}
 	p := export.Policy{RequireTlog: pc.RequireTlog, RequireTimestamp: pc.RequireTimestamp, Threshold: pc.Threshold,
 		RequireAttestations: pc.RequireAttestations, MaxSeverity: pc.MaxSeverity, MaxScanAge: pc.EffectiveMaxScanAge(),
-		AllowedBaseDigests: pc.AllowedBaseDigests, RequireNonRoot: nonRoot}
-	if f := reflect.ValueOf(*pc).FieldByName("RequireNonRoot"); f.IsValid() && f.Kind() == reflect.Bool {
-		p.RequireNonRoot = p.RequireNonRoot || f.Bool()
-	}
+		AllowedBaseDigests: pc.AllowedBaseDigests, RequireNonRoot: pc.RequireNonRoot}
 	for _, ref := range pc.Keys {
 		path := ref
 		if !filepath.IsAbs(path) {
@@ -120,7 +97,7 @@ func exportPolicyFile(t *testing.T, file string, images []string, nonRoot bool) 
 }
 
 // slipwayVerdict runs slipway verify --policy file on image: exit 0 is
-// allow, 3 deny; anything else fails the test (but for notYet).
+// allow, 3 deny; anything else fails the test.
 func slipwayVerdict(t *testing.T, file, image string) (verdict, string) {
 	t.Helper()
 	r := slipway(t, filepath.Dir(file), nil, "verify", image, "--policy", file, "--output", "json")
@@ -133,10 +110,6 @@ func slipwayVerdict(t *testing.T, file, image string) (verdict, string) {
 			t.Fatalf("slipway verify denied without reasons: %s", r)
 		}
 		return deny, strings.Join(v.Reasons, "; ")
-	case 2:
-		if !hasRequireNonRoot() && strings.Contains(r.stderr, "require_non_root") {
-			return notYet, lastLine(r.stderr)
-		}
 	}
 	t.Fatalf("slipway verify %s failed: %s", image, r)
 	return "", ""
@@ -235,8 +208,6 @@ type row struct {
 	// slipWhy and pcWhy are in slipway's reasons and the tester's
 	// (spec.policy's message, or an authority's when none passed).
 	slipWhy, pcWhy string
-	// nonRoot: the policy file holds require_non_root.
-	nonRoot bool
 }
 
 // TestPolicyExportEquivalence: slipway verify and policy-controller's
@@ -306,16 +277,13 @@ scan:
 		"main":      fmt.Sprintf("keys: [%s]\n%s", pub, rules),
 		"other-key": fmt.Sprintf("keys: [%s]\n%s", pub2, rules),
 		"stale":     fmt.Sprintf("keys: [%s]\n%smax_scan_age: 1s\n", pub, rules),
-		"non-root":  fmt.Sprintf("keys: [%s]\n%s", pub, rules),
+		"non-root":  fmt.Sprintf("keys: [%s]\n%srequire_non_root: true\n", pub, rules),
 		"threshold": fmt.Sprintf("keys: [%s, %s]\nthreshold: 2\n", pub, pub2),
 		"keyless-right": fmt.Sprintf("identities: [{issuer: %q, subject: %q}]\ntrusted_root: %s\nrequire_timestamp: true\n%s",
 			stack.IssuerURL, email, stack.TrustedRootPath, rules),
 		"keyless-wrong": fmt.Sprintf("identities: [{issuer: %q, subject: %q}]\ntrusted_root: %s\nrequire_timestamp: true\n%s",
 			stack.IssuerURL, "intruder@example.com", stack.TrustedRootPath, rules),
 	}
-	// Without require_non_root in this slipway, verify refuses the key
-	// (exit 2): the rows say so and check policy-controller's verdict.
-	policies["non-root"] += nonRootLine
 	files := map[string]string{}
 	for n, body := range policies {
 		files[n] = writeFile(t, pdir, n+".yaml", body)
@@ -334,9 +302,9 @@ scan:
 			slipWhy: "older than the maximum 1s", pcWhy: denied + "no vuln attestation within max_scan_age 1s"},
 		{name: "missing required attestations", image: signedOnly, policy: "main", want: deny,
 			slipWhy: "required sbom attestation missing", pcWhy: denied + "no vuln attestation within max_scan_age 168h0m0s signed by a trusted key or identity (required by max_severity / max_scan_age); required provenance attestation missing"},
-		{name: "running as root (require_non_root)", image: rootImg.Ref, policy: "non-root", want: deny, nonRoot: true,
+		{name: "running as root (require_non_root)", image: rootImg.Ref, policy: "non-root", want: deny,
 			slipWhy: `runs as root (config user "0"`, pcWhy: denied + `linux/amd64 runs as root (config user "0"`},
-		{name: "non-root (require_non_root)", image: hello.Ref, policy: "non-root", want: allow, nonRoot: true},
+		{name: "non-root (require_non_root)", image: hello.Ref, policy: "non-root", want: allow},
 		{name: "keyless, right identity", image: khello.Ref, policy: "keyless-right", want: allow},
 		{name: "keyless, wrong identity", image: khello.Ref, policy: "keyless-wrong", want: deny,
 			slipWhy: `expected SAN value "intruder@example.com"`, pcWhy: `expected SAN value "intruder@example.com"`},
@@ -349,16 +317,13 @@ scan:
 	fmt.Fprintf(&table, "\n%-52s %-8s %-8s %s\n", "image (policy)", "expected", "slipway", "policy-controller")
 	var failed []string
 	for _, rw := range rows {
-		cip, trustRoot := exportPolicyFile(t, files[rw.policy], []string{reg.Host + "/**"}, rw.nonRoot)
+		cip, trustRoot := exportPolicyFile(t, files[rw.policy], []string{reg.Host + "/**"})
 		sv, sWhy := slipwayVerdict(t, files[rw.policy], rw.image)
 		pv, pWhy := testerVerdictOf(t, tester, cip, trustRoot, rw.image)
 		fmt.Fprintf(&table, "%-52s %-8s %-8s %s\n", rw.name+" ("+rw.policy+")", rw.want, sv, pv)
 		t.Logf("%s: slipway %s %s | policy-controller %s %s", rw.name, sv, sWhy, pv, pWhy)
-		if pv != rw.want || (sv != rw.want && sv != notYet) || !strings.Contains(pWhy, rw.pcWhy) || (sv != notYet && !strings.Contains(sWhy, rw.slipWhy)) {
+		if pv != rw.want || sv != rw.want || !strings.Contains(pWhy, rw.pcWhy) || !strings.Contains(sWhy, rw.slipWhy) {
 			failed = append(failed, fmt.Sprintf("%s: want %s (%q / %q), slipway %s (%s), policy-controller %s (%s)", rw.name, rw.want, rw.slipWhy, rw.pcWhy, sv, sWhy, pv, pWhy))
-		}
-		if sv == notYet {
-			t.Logf("%s: slipway verify does not know require_non_root yet; only policy-controller's verdict is checked", rw.name)
 		}
 	}
 	t.Log(table.String())
