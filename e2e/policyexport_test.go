@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,8 +15,6 @@ import (
 
 	"github.com/slipway-build/slipway/internal/testutil"
 	"github.com/slipway-build/slipway/internal/testutil/sigstack"
-	"github.com/slipway-build/slipway/pipeline"
-	"github.com/slipway-build/slipway/sign/export"
 )
 
 // Issue 12's equivalence test, policy-controller column: for a matrix of
@@ -40,52 +36,20 @@ const (
 // as verify applies it) and exports it for images in-process.
 func exportPolicyFile(t *testing.T, file string, images []string) (cip, trustRoot string) {
 	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
+	args := []string{"policy", "export", "--format", "clusterimagepolicy", "--policy", file}
+	for _, g := range images {
+		args = append(args, "--images", g)
 	}
-	pc, err := pipeline.DecodePolicyFile(file, data)
-	if err != nil {
-		t.Fatalf("policy file: %v", err)
+	r := slipway(t, filepath.Dir(file), nil, args...)
+	if r.code != 0 {
+		t.Fatalf("slipway policy export: %s", r)
 	}
-	p := export.Policy{RequireTlog: pc.RequireTlog, RequireTimestamp: pc.RequireTimestamp, Threshold: pc.Threshold,
-		RequireAttestations: pc.RequireAttestations, MaxSeverity: pc.MaxSeverity, MaxScanAge: pc.EffectiveMaxScanAge(),
-		AllowedBaseDigests: pc.AllowedBaseDigests, RequireNonRoot: pc.RequireNonRoot}
-	for _, ref := range pc.Keys {
-		path := ref
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(filepath.Dir(file), path)
-		}
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rest := raw; ; {
-			var b *pem.Block
-			if b, rest = pem.Decode(rest); b == nil {
-				break
-			}
-			p.Keys = append(p.Keys, export.Key{PEM: string(pem.EncodeToMemory(b)), Ref: ref})
-		}
-	}
-	for _, id := range pc.Identities {
-		p.Identities = append(p.Identities, export.Identity{Issuer: id.Issuer, Subject: id.Subject, IssuerRegexp: id.IssuerRegexp, SubjectRegexp: id.SubjectRegexp})
-	}
-	if pc.TrustedRoot != "" {
-		if p.TrustedRoot, err = os.ReadFile(pc.TrustedRoot); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r, err := export.ClusterImagePolicy(p, export.Options{Name: "slipway", Images: images})
-	if err != nil {
-		t.Fatalf("export: %v", err)
-	}
-	if len(r.Dropped) > 0 {
-		t.Fatalf("export dropped rules without --allow-weaker: %q", r.Dropped)
+	if strings.Contains(r.stderr, "left out") {
+		t.Fatalf("export dropped rules without --allow-weaker: %s", r.stderr)
 	}
 	// The TrustRoot, when there is one, comes first; the tester takes each
 	// in its own file.
-	docs := strings.Split(string(r.YAML), "\n---\n")
+	docs := strings.Split(r.stdout, "\n---\n")
 	switch len(docs) {
 	case 1:
 		return docs[0], ""
