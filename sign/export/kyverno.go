@@ -385,8 +385,9 @@ func configRule(match kvMatch, images []string, nonRoot bool, allowed []string) 
 	for _, g := range images {
 		globs = append(globs, "pattern_match('"+g+"', image_normalize(image))")
 	}
+	// The pipe matters: "X[][?f]" would filter inside each container.
 	containers := "[request.object.spec.containers, request.object.spec.initContainers, request.object.spec.ephemeralContainers][]" +
-		"[?image && (" + strings.Join(globs, " || ") + ")]"
+		" | [?image && (" + strings.Join(globs, " || ") + ")]"
 	var isImage []string
 	for _, mt := range imageManifestTypes {
 		isImage = append(isImage, "mediaType == '"+mt+"'")

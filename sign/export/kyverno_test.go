@@ -390,7 +390,7 @@ func TestKyvernoRequireNonRoot(t *testing.T) {
 	rule := at(t, d, "spec", "rules", "1").(map[string]any)
 	outer := at(t, rule, "validate", "foreach", "0").(map[string]any)
 	wantList := "[request.object.spec.containers, request.object.spec.initContainers, request.object.spec.ephemeralContainers][]" +
-		"[?image && (pattern_match('127.0.0.1:5000/*', image_normalize(image)) || pattern_match('ghcr.io/org/app', image_normalize(image)))]"
+		" | [?image && (pattern_match('127.0.0.1:5000/*', image_normalize(image)) || pattern_match('ghcr.io/org/app', image_normalize(image)))]"
 	if outer["list"] != wantList {
 		t.Errorf("containers list = %v\nwant %v", outer["list"], wantList)
 	}
