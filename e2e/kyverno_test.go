@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway-build/slipway/internal/testutil"
 	"github.com/slipway-build/slipway/sign/export"
@@ -172,6 +173,9 @@ func TestKyvernoEquivalence(t *testing.T) {
 			export.Policy{Keys: []export.Key{pem(pubC)}, RequireAttestations: []string{"vuln", "provenance"}, MaxSeverity: "HIGH"}, false},
 		{"threshold-2", fmt.Sprintf("keys: [%s, %s]\nthreshold: 2\n", pubA, pubB),
 			export.Policy{Keys: []export.Key{pem(pubA), pem(pubB)}, Threshold: 2}, false},
+		// Every scan here finished more than a second ago: stale.
+		{"stale-scan", fmt.Sprintf("keys: [%s]\nmax_scan_age: 1s\n", pubA),
+			export.Policy{Keys: []export.Key{pem(pubA)}, MaxScanAge: time.Second}, false},
 		{"non-root", fmt.Sprintf("keys: [%s]\nrequire_non_root: true\n", pubA),
 			export.Policy{Keys: []export.Key{pem(pubA)}, RequireNonRoot: true}, !slipwayHasNonRoot},
 	}
@@ -182,11 +186,22 @@ func TestKyvernoEquivalence(t *testing.T) {
 		{"signed-no-attestations (A)", sigOnly},
 		{"signed-root (A)", root},
 	}
-	want := map[string][]bool{ // by policy, in images order
-		"key-a":       {true, false, false, false, false},
-		"key-c":       {false, false, false, false, false},
-		"threshold-2": {true, false, false, false, false},
-		"non-root":    {true, true, false, true, false},
+	// By policy, in images order: "" admits; otherwise the deny reason
+	// Kyverno must give (so that a denial for another reason, a rule
+	// error say, does not count).
+	const (
+		noSig    = "sigstore bundle verification failed: no matching signatures found"
+		oneOfTwo = "verifiedCount: 1, requiredCount: 2"
+		high     = "the vuln attestation lists a finding at or above HIGH (max_severity)"
+		stale    = "the vulnerability scan finished longer than 1s ago (max_scan_age)"
+		rootUser = "the image runs as root: its config user is empty, root or 0 (require_non_root)"
+	)
+	want := map[string][]string{
+		"key-a":       {"", high, noSig, noSig, noSig},
+		"key-c":       {noSig, noSig, noSig, noSig, noSig},
+		"threshold-2": {"", oneOfTwo, "verifiedCount: 0, requiredCount: 2", oneOfTwo, oneOfTwo},
+		"stale-scan":  {stale, stale, noSig, noSig, noSig},
+		"non-root":    {"", "", noSig, "", rootUser},
 	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "%-28s %-12s %-8s %-8s %-8s\n", "image", "policy", "want", "slipway", "kyverno")
@@ -201,7 +216,8 @@ func TestKyvernoEquivalence(t *testing.T) {
 			t.Fatalf("%s: export dropped %v", p.name, exp.Dropped)
 		}
 		for i, img := range images {
-			w := want[p.name][i]
+			reason := want[p.name][i]
+			w := reason == ""
 			sv, sout, scol := w, "", "n/a"
 			if !p.noSlipway {
 				sv, sout = slipwayVerdict(t, dir, file, img.ref)
@@ -214,6 +230,8 @@ func TestKyvernoEquivalence(t *testing.T) {
 			}
 			if kv != w {
 				t.Errorf("kyverno, policy %s, %s: %s, want %s\n%s\npolicy:\n%s", p.name, img.name, verdict[kv], verdict[w], kout, exp.YAML)
+			} else if !kv && !strings.Contains(kout, reason) {
+				t.Errorf("kyverno, policy %s, %s: denied, but not for %q:\n%s", p.name, img.name, reason, kout)
 			}
 		}
 	}
