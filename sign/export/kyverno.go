@@ -309,7 +309,10 @@ func vulnConditions(p Policy) ([]kvCondition, error) {
 		// UNKNOWN ranks lowest: every finding counts, whatever its
 		// severity string. Otherwise, slipway upper-cases the severity
 		// and an unknown string ranks as UNKNOWN.
-		expired := "expiresAt && expiresAt != '0001-01-01T00:00:00Z' && !time_before(time_now_utc(), expiresAt)"
+		// slipway counts a suppression expired when now >= expiresAt;
+		// time_now_utc has whole seconds, so "expiresAt before now+1s"
+		// counts at least as much (up to a second early, never late).
+		expired := "expiresAt && expiresAt != '0001-01-01T00:00:00Z' && time_before(expiresAt, time_add(time_now_utc(), '1s'))"
 		unsup, sup := vulns, suppressed+"[?"+expired+"]"
 		if rank > 0 {
 			set := jsonLiteral(severities[rank:])
