@@ -27,6 +27,7 @@ func newPolicyCmd(g *globalFlags) *cobra.Command {
 // exporters are the export targets.
 var exporters = map[string]func(export.Policy, export.Options) (*export.Result, error){
 	export.TargetClusterImagePolicy: export.ClusterImagePolicy,
+	export.TargetKyverno:            export.Kyverno,
 }
 
 func newPolicyExportCmd(g *globalFlags) *cobra.Command {

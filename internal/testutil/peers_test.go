@@ -44,7 +44,8 @@ func TestPeersFile(t *testing.T) {
 		names[p.Name] = p.Binary
 	}
 	want := map[string]string{"cosign-v3": "cosign", "cosign-v2": "cosign", "fulcio": "fulcio",
-		"timestamp-server": "timestamp-server", "policy-tester": "tester", "trivy": "trivy"}
+		"timestamp-server": "timestamp-server", "policy-tester": "tester", "trivy": "trivy",
+		"kyverno": "kubectl-kyverno"}
 	if d := cmp.Diff(want, names); d != "" {
 		t.Fatalf("peers (-want +got)\n%s", d)
 	}

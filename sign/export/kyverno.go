@@ -20,8 +20,9 @@ const (
 	// maxChildManifests is how many manifests of an index slipway reads
 	// (sign's maxChildManifests); more is a denial.
 	maxChildManifests = 64
-	// futureSkew is how far in the future slipway accepts a scan time.
-	futureSkew = "-5m0s"
+	// kyvernoFutureSkew is futureSkew as a Kyverno duration: how far in
+	// the future slipway accepts a scan time.
+	kyvernoFutureSkew = "-5m0s"
 	// publicRekor is the Rekor URL Kyverno's keyless attestor validation
 	// wants; the SigstoreBundle verifier never contacts it.
 	publicRekor = "https://rekor.sigstore.dev"
@@ -330,7 +331,7 @@ func vulnConditions(p Policy) ([]kvCondition, error) {
 		conds = append(conds,
 			kvCondition{Key: "{{ time_since('', metadata.scanFinishedOn, '') }}", Operator: "LessThanOrEquals", Value: p.MaxScanAge.String(),
 				Message: fmt.Sprintf("the vulnerability scan finished longer than %s ago (max_scan_age): rescan and re-attest the image", p.MaxScanAge)},
-			kvCondition{Key: "{{ time_since('', metadata.scanFinishedOn, '') }}", Operator: "GreaterThanOrEquals", Value: futureSkew,
+			kvCondition{Key: "{{ time_since('', metadata.scanFinishedOn, '') }}", Operator: "GreaterThanOrEquals", Value: kyvernoFutureSkew,
 				Message: "the vulnerability scan finish time is in the future"},
 		)
 	}

@@ -97,7 +97,7 @@ func has(d any, key string) bool {
 }
 
 // attestation returns the verifyImages attestation of predicate type pt.
-func attestation(t *testing.T, d doc, pt string) map[string]any {
+func kyvAttestation(t *testing.T, d doc, pt string) map[string]any {
 	t.Helper()
 	for _, a := range at(t, d, "spec", "rules", "0", "verifyImages", "0", "attestations").([]any) {
 		if m := a.(map[string]any); m["type"] == pt {
@@ -167,7 +167,7 @@ func TestKyvernoKey(t *testing.T) {
 	if len(atts) != 1 {
 		t.Fatalf("%d attestations, want only the signature one", len(atts))
 	}
-	sig := attestation(t, d, PredicateSign)
+	sig := kyvAttestation(t, d, PredicateSign)
 	if has(sig, "conditions") {
 		t.Error("the signature attestation has conditions")
 	}
@@ -211,7 +211,7 @@ func TestKyvernoThresholdAndIdentities(t *testing.T) {
 		Threshold:  2,
 	}
 	_, d := export(t, p, Options{})
-	set := at(t, attestation(t, d, PredicateSign), "attestors", "0").(map[string]any)
+	set := at(t, kyvAttestation(t, d, PredicateSign), "attestors", "0").(map[string]any)
 	if set["count"] != 2 {
 		t.Errorf("count = %v, want 2", set["count"])
 	}
@@ -248,7 +248,7 @@ func TestKyvernoThresholdAndIdentities(t *testing.T) {
 func TestKyvernoRequireTlog(t *testing.T) {
 	p := Policy{Keys: []Key{testKey(t)}, Identities: []Identity{{Issuer: "https://i", Subject: "s"}}, RequireTlog: true}
 	_, d := export(t, p, Options{})
-	entries := at(t, attestation(t, d, PredicateSign), "attestors", "0", "entries").([]any)
+	entries := at(t, kyvAttestation(t, d, PredicateSign), "attestors", "0", "entries").([]any)
 	// Keys: the log checked (ignoreTlog false) with its time as the
 	// observer timestamp (ignoreSCT false: the bundle verifier refuses a
 	// log without a time source).
@@ -267,7 +267,7 @@ func TestKyvernoAttestations(t *testing.T) {
 	p := Policy{Keys: []Key{testKey(t)}, RequireAttestations: []string{"vuln", "provenance"}}
 	_, d := export(t, p, Options{})
 	for _, pt := range []string{PredicateVuln, PredicateProvenance} {
-		a := attestation(t, d, pt)
+		a := kyvAttestation(t, d, pt)
 		if has(a, "conditions") {
 			t.Errorf("%s: conditions without max_severity/max_scan_age/allowed_base_digests", pt)
 		}
@@ -292,7 +292,7 @@ func TestKyvernoMaxSeverity(t *testing.T) {
 	} {
 		t.Run(tc.sev, func(t *testing.T) {
 			_, d := export(t, Policy{Keys: []Key{testKey(t)}, MaxSeverity: tc.sev}, Options{})
-			keys := conditionKeys(t, attestation(t, d, PredicateVuln))
+			keys := conditionKeys(t, kyvAttestation(t, d, PredicateVuln))
 			joined := strings.Join(keys, "\n")
 			for _, w := range []string{
 				"{{ type(scanner.result.Results) }}",
@@ -331,7 +331,7 @@ func TestKyvernoMaxSeverity(t *testing.T) {
 func TestKyvernoMaxScanAge(t *testing.T) {
 	_, d := export(t, Policy{Keys: []Key{testKey(t)}, MaxScanAge: 36 * time.Hour}, Options{})
 	var got []map[string]any
-	for _, c := range at(t, attestation(t, d, PredicateVuln), "conditions", "0", "all").([]any) {
+	for _, c := range at(t, kyvAttestation(t, d, PredicateVuln), "conditions", "0", "all").([]any) {
 		m := c.(map[string]any)
 		if strings.Contains(m["key"].(string), "time_since") {
 			delete(m, "message")
@@ -350,7 +350,7 @@ func TestKyvernoMaxScanAge(t *testing.T) {
 func TestKyvernoAllowedBaseDigests(t *testing.T) {
 	h1, h2 := strings.Repeat("a", 64), strings.Repeat("b", 64)
 	_, d := export(t, Policy{Keys: []Key{testKey(t)}, AllowedBaseDigests: []string{"sha256:" + h1, "sha256:" + h2}}, Options{})
-	keys := conditionKeys(t, attestation(t, d, PredicateProvenance))
+	keys := conditionKeys(t, kyvAttestation(t, d, PredicateProvenance))
 	want := []string{
 		"{{ length(buildDefinition.resolvedDependencies[?name == 'base-image']) }}",
 		"{{ length(buildDefinition.resolvedDependencies[?name == 'base-image' && !contains(`[\"" + h1 + "\",\"" + h2 + "\"]`, digest.sha256)]) }}",
@@ -417,16 +417,9 @@ func TestKyvernoRequireNonRoot(t *testing.T) {
 	}
 }
 
-// runsAsRoot is sign.RunsAsRoot (on the main branch, which this branch
-// predates): the reference the regexp must agree with.
-func runsAsRoot(user string) bool {
-	u, _, _ := strings.Cut(strings.TrimSpace(user), ":")
-	if u == "" || u == "root" {
-		return true
-	}
-	n, err := strconv.ParseUint(u, 10, 64)
-	return err == nil && n == 0
-}
+// runsAsRoot is the reference the regexp must agree with: slipway
+// verify's own test.
+var runsAsRoot = sign.RunsAsRoot
 
 func TestRunsAsRootRegexp(t *testing.T) {
 	re := regexp.MustCompile(runsAsRootRegexp)
@@ -539,7 +532,7 @@ func TestKyvernoUnsupported(t *testing.T) {
 				t.Fatalf("weaker YAML does not parse: %v", err)
 			}
 			// Signatures are never dropped.
-			if got := at(t, attestation(t, d, PredicateSign), "attestors", "0", "entries"); len(got.([]any)) == 0 {
+			if got := at(t, kyvAttestation(t, d, PredicateSign), "attestors", "0", "entries"); len(got.([]any)) == 0 {
 				t.Error("no signers left")
 			}
 		})
