@@ -11,6 +11,7 @@ import (
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/sign"
 	"github.com/slipway-build/slipway/sign/export"
+	"github.com/slipway-build/slipway/sign/vocab"
 	"github.com/spf13/cobra"
 )
 
@@ -79,6 +80,9 @@ was dropped. Images default to <repository>/**.`,
 			if err != nil {
 				return err
 			}
+			if err := formatReadable(format, lc, policyFile, len(p.Keys) > 0); err != nil {
+				return err
+			}
 			res, err := exp(p, export.Options{Images: images, AllowWeaker: allowWeaker})
 			var ue *export.UnsupportedError
 			if errors.As(err, &ue) {
@@ -133,4 +137,26 @@ func exportPolicy(pc pipeline.PolicyConfig, src policySource) (export.Policy, er
 		}
 	}
 	return p, nil
+}
+
+// formatReadable refuses an export whose engine cannot read the signatures
+// slipway.yaml's sign.format writes with keys: policy-controller's key
+// authorities read only cosign v2's legacy tags, Kyverno only Sigstore
+// bundles. The policy would deny every image. (A --policy file does not
+// say how images are signed: nothing to check.)
+func formatReadable(target string, lc *loadedConfig, policyFile string, keys bool) error {
+	if policyFile != "" || !keys || (lc.Sign.Key == "" && !lc.Sign.Keyless) {
+		return nil
+	}
+	f := lc.Sign.Format
+	if f == "" && lc.Sign.Keyless {
+		f = vocab.FormatBundle
+	}
+	switch {
+	case target == export.TargetClusterImagePolicy && f == vocab.FormatBundle:
+		return lc.configError("sign.format", "policy-controller's key authorities read cosign v2's legacy signatures only: with sign.format bundle the exported policy would deny every image (use both)")
+	case target == export.TargetKyverno && f == vocab.FormatLegacy:
+		return lc.configError("sign.format", "Kyverno reads Sigstore bundles only: with sign.format legacy the exported policy would deny every image (use both)")
+	}
+	return nil
 }

@@ -56,4 +56,20 @@ func TestPolicyExport(t *testing.T) {
 	if _, errOut, code = runIn(t, t.TempDir(), nil, "policy", "export", "--format", "clusterimagepolicy", "--policy", ok); code != 2 || !strings.Contains(errOut, "--images") {
 		t.Fatalf("no repository and no --images: exit %d, stderr %s", code, errOut)
 	}
+
+	// slipway.yaml signs bundles only: policy-controller's key authorities
+	// could not read them.
+	cfgDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(cfgDir, "trusted.pub"), readFile(t, testKeyFile(t, "cosign.pub")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfgDir, "slipway.yaml"), []byte("repository: reg.example/team\nsign:\n  key: trusted.pub\n  format: bundle\npolicy:\n  keys: [trusted.pub]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code = runIn(t, cfgDir, nil, "policy", "export", "--format", "clusterimagepolicy"); code != 2 || !strings.Contains(errOut, "slipway.yaml:4: sign.format") {
+		t.Fatalf("bundle-only signing exported to policy-controller: exit %d, stderr %s", code, errOut)
+	}
+	if out, errOut, code = runIn(t, cfgDir, nil, "policy", "export", "--format", "kyverno"); code != 0 || !strings.Contains(out, "reg.example/team/**") {
+		t.Fatalf("bundle signing exported to Kyverno: exit %d\n%s\n%s", code, out, errOut)
+	}
 }
