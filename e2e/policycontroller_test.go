@@ -172,18 +172,7 @@ func TestPolicyControllerVulnPolicy(t *testing.T) {
 	db := fixtureDB(t)
 	priv, pub := demoKey(t, dir, "pw")
 	cfg := pipelineConfig(reg.Host+"/team", db, priv, pub, filepath.Join(repoRoot(), "testdata", "vulnapp"), "abort")
-	// Let the HIGH finding through slipway's gate, so that the image is
-	// pushed, signed and attested with it.
-	gated := strings.Replace(cfg, "scan:\n", "scan:\n  severity: [CRITICAL]\n", 1)
-	if gated == cfg {
-		t.Fatal("pipelineConfig has no scan section")
-	}
-	writeFile(t, dir, "slipway.yaml", gated)
-	r := slipway(t, dir, []string{"COSIGN_PASSWORD=pw"}, "run", "--push", "--output-json", "results.json")
-	if r.code != 0 {
-		t.Fatalf("run: %s", r)
-	}
-	res := readResults(t, filepath.Join(dir, "results.json"))
+	res := runLettingHighThrough(t, dir, cfg, "")
 	vuln, hello := res["vuln"], res["hello"]
 	if !vuln.Pushed || !hello.Pushed || len(vuln.Signatures) == 0 || len(hello.Signatures) == 0 || vuln.Findings["HIGH"] == 0 {
 		t.Fatalf("want both targets pushed and signed, vuln with a HIGH finding: %+v", res)
@@ -328,4 +317,23 @@ func TestPolicyControllerKeylessBundle(t *testing.T) {
 	// the identity differs.
 	wrongID := keylessBundleCIP(stack, trustRootName, "intruder@example.com")
 	testerDenies(t, tester, wrongID, trustRoot, hello.Ref, `expected SAN value "intruder@example.com", got "`+email+`"`)
+}
+
+// runLettingHighThrough runs `slipway run --push` in dir on cfg (a
+// pipelineConfig, with before inserted ahead of its scan section) with
+// scan.severity [CRITICAL], so that the vuln target's HIGH finding gets
+// through the gate and is pushed, signed and attested; it returns the
+// results.
+func runLettingHighThrough(t *testing.T, dir, cfg, before string) map[string]targetResult {
+	t.Helper()
+	gated := strings.Replace(cfg, "scan:\n", before+"scan:\n  severity: [CRITICAL]\n", 1)
+	if gated == cfg {
+		t.Fatal("pipelineConfig has no scan section")
+	}
+	writeFile(t, dir, "slipway.yaml", gated)
+	r := slipway(t, dir, []string{"COSIGN_PASSWORD=pw"}, "run", "--push", "--output-json", "results.json")
+	if r.code != 0 {
+		t.Fatalf("run: %s", r)
+	}
+	return readResults(t, filepath.Join(dir, "results.json"))
 }

@@ -1,10 +1,6 @@
 package export
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -24,15 +20,7 @@ import (
 
 func testKey(t *testing.T) Key {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Key{PEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), Ref: "cosign.pub"}
+	return Key{PEM: testKeyPEM(t), Ref: "cosign.pub"} // clusterimagepolicy_test.go
 }
 
 // rewrapped is k's PEM with the base64 on one line: the same key, other
