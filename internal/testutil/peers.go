@@ -94,6 +94,19 @@ func ModuleRoot() (string, error) {
 	}
 }
 
+// LoadPeers reads and parses the repository's PeersFile.
+func LoadPeers() ([]PeerSpec, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(root, PeersFile))
+	if err != nil {
+		return nil, err
+	}
+	return ParsePeers(data)
+}
+
 // Peer returns the path of the binary of the peer tool name, as listed in
 // scripts/peers.txt (the versions live only there). When it is not built
 // yet, the test fails if SLIPWAY_REQUIRE_TOOLS is set (make test builds the
@@ -104,15 +117,7 @@ func Peer(t testing.TB, name string) string {
 	if os.Getenv("SLIPWAY_UNIT") != "" {
 		t.Skipf("unit tier (make test-unit): no peer %s", name)
 	}
-	root, err := ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, PeersFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	peers, err := ParsePeers(data)
+	peers, err := LoadPeers()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,15 +27,7 @@ func TestParsePeers(t *testing.T) {
 // TestPeersFile checks the repository's list: every peer the tests use is
 // named, and Peer finds a built one where scripts/peers.sh puts it.
 func TestPeersFile(t *testing.T) {
-	root, err := ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, PeersFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	peers, err := ParsePeers(data)
+	peers, err := LoadPeers()
 	if err != nil {
 		t.Fatal(err)
 	}
