@@ -38,7 +38,11 @@ func (d *RegistryDestination) WriteImage(ctx context.Context, j Job, b *build.Re
 
 // WriteSignatures implements Destination.
 func (d *RegistryDestination) WriteSignatures(ctx context.Context, j Job, _ *build.Result, s Signatures) error {
-	if err := s.WriteRemote(ctx, j.Repository); err != nil {
+	opts, err := d.Registry.RepositoryOptions(ctx, j.Repository)
+	if err != nil {
+		return err
+	}
+	if err := s.WriteRemote(ctx, j.Repository, opts...); err != nil {
 		return fmt.Errorf("writing signatures: %w", err)
 	}
 	return nil

@@ -62,7 +62,11 @@ func PushLayout(ctx context.Context, l *publish.Layout, reg *publish.Registry, r
 				return res, fmt.Errorf("reading signatures of %s: %w", e.Target, err)
 			}
 			if s != nil {
-				if err := s.WriteRemote(ctx, repo); err != nil {
+				opts, err := reg.RepositoryOptions(ctx, repo)
+				if err != nil {
+					return res, fmt.Errorf("pushing signatures of %s: %w", e.Target, err)
+				}
+				if err := s.WriteRemote(ctx, repo, opts...); err != nil {
 					return res, fmt.Errorf("pushing signatures of %s: %w", e.Target, err)
 				}
 				tr.Signatures = s.Refs()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/scan"
 )
@@ -30,8 +31,10 @@ type Signer interface {
 type Signatures interface {
 	// Refs names the signatures and attestations, for results.
 	Refs() []string
-	// WriteRemote writes them to repo (cosign's .sig/.att tags).
-	WriteRemote(ctx context.Context, repo name.Repository) error
+	// WriteRemote writes them to repo (bundle referrers, cosign's .sig/.att
+	// tags) with opts added to the signer's remote options (the
+	// destination's session with repo).
+	WriteRemote(ctx context.Context, repo name.Repository, opts ...remote.Option) error
 	// WriteLayout writes them into the OCI layout at dir.
 	WriteLayout(dir string) error
 }

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -21,12 +25,27 @@ type Registry struct {
 	transport http.RoundTripper
 	opts      []remote.Option
 	progress  chan<- v1.Update
-	// pusher writes every image, index and tag of this Registry (and, through
-	// RemoteOptions, the signatures written with them): one authenticated
-	// transport and one ping per repository for the whole run.
+	userAgent string
+	// pusher serves RemoteOptions, for reads and writes outside the
+	// repositories this Registry pushes to.
 	pusher *remote.Pusher
+	// sessions holds one session per repository written to.
+	mu       sync.Mutex
+	sessions map[string]*session
 	// raceBackoff spaces the retries of a raced manifest write.
 	raceBackoff []time.Duration
+}
+
+// session is a run's one authenticated connection to a repository it
+// writes: the push preflight, every blob, manifest, signature and tag
+// write and every read of that repository share its transport, so the
+// registry is pinged and a token fetched once per run, not once per
+// go-containerregistry call.
+type session struct {
+	once sync.Once
+	err  error
+	tr   http.RoundTripper // a *transport.Wrapper: authenticated, retrying
+	opts []remote.Option
 }
 
 // Option configures NewRegistry.
@@ -52,6 +71,9 @@ func WithProgress(ch chan<- v1.Update) Option {
 	return func(r *Registry) { r.progress = ch }
 }
 
+// WithUserAgent sets the User-Agent of every request. Default: ggcr's.
+func WithUserAgent(ua string) Option { return func(r *Registry) { r.userAgent = ua } }
+
 // withRaceBackoff replaces the retry schedule of raced manifest writes
 // (tests). Default: raceBackoff, about 4 s in all.
 func withRaceBackoff(d ...time.Duration) Option { return func(r *Registry) { r.raceBackoff = d } }
@@ -59,7 +81,7 @@ func withRaceBackoff(d ...time.Duration) Option { return func(r *Registry) { r.r
 // NewRegistry returns a Registry publisher, or an error for options that
 // cannot work together.
 func NewRegistry(opts ...Option) (*Registry, error) {
-	r := &Registry{keychain: authn.DefaultKeychain, transport: remote.DefaultTransport, raceBackoff: raceBackoff}
+	r := &Registry{keychain: authn.DefaultKeychain, transport: remote.DefaultTransport, raceBackoff: raceBackoff, sessions: map[string]*session{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -82,26 +104,99 @@ func NewRegistry(opts ...Option) (*Registry, error) {
 }
 
 func (r *Registry) baseOptions() []remote.Option {
-	return append([]remote.Option{
+	opts := []remote.Option{
 		remote.WithRetryBackoff(retryBackoff),
 		remote.WithAuthFromKeychain(r.keychain),
 		remote.WithTransport(r.transport),
-	}, r.opts...)
+	}
+	if r.userAgent != "" {
+		opts = append(opts, remote.WithUserAgent(r.userAgent))
+	}
+	return append(opts, r.opts...)
 }
 
-// RemoteOptions are the options of every remote call made for ctx. Writes
-// made with them go through the Registry's pusher.
+// RemoteOptions are the options of every remote call made for ctx outside
+// the repositories the Registry writes (bases, images to scan or verify).
 func (r *Registry) RemoteOptions(ctx context.Context) []remote.Option {
 	return append(r.baseOptions(), remote.WithContext(ctx), remote.Reuse(r.pusher))
+}
+
+// RepositoryOptions are the options of every remote call made for ctx to
+// repo, which the Registry writes: they share repo's session (one ping,
+// one token, one pusher and one puller for the run).
+func (r *Registry) RepositoryOptions(ctx context.Context, repo name.Repository) ([]remote.Option, error) {
+	s, err := r.session(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	return append(s.opts, remote.WithContext(ctx)), nil
+}
+
+// session returns repo's session, opening it (ping, credentials, token
+// for push and pull) on first use.
+func (r *Registry) session(ctx context.Context, repo name.Repository) (*session, error) {
+	r.mu.Lock()
+	s := r.sessions[repo.Name()]
+	if s == nil {
+		s = &session{}
+		r.sessions[repo.Name()] = s
+	}
+	r.mu.Unlock()
+	s.once.Do(func() { s.err = r.open(ctx, repo, s) })
+	return s, s.err
+}
+
+func (r *Registry) open(ctx context.Context, repo name.Repository, s *session) error {
+	auth, err := authn.Resolve(ctx, r.keychain, repo)
+	if err != nil {
+		return fmt.Errorf("resolving credentials for %s: %w", repo, err)
+	}
+	// What go-containerregistry wraps around a plain transport (retries,
+	// user agent), done here once: it leaves a *transport.Wrapper as it is.
+	inner := transport.NewRetry(r.transport, transport.WithRetryBackoff(retryBackoff),
+		transport.WithRetryPredicate(retryable), transport.WithRetryStatusCodes(transientStatuses...))
+	if r.userAgent != "" {
+		inner = transport.NewUserAgent(inner, r.userAgent)
+	}
+	s.tr, err = transport.NewWithContext(ctx, repo.Registry, auth, inner, []string{repo.Scope(transport.PushScope)})
+	if err != nil {
+		return fmt.Errorf("cannot push to %s: %w", repo, withStatus(err))
+	}
+	opts := append(r.baseOptions(), remote.WithTransport(s.tr))
+	popts := opts
+	if r.progress != nil {
+		popts = append(popts, remote.WithProgress(r.progress))
+	}
+	pusher, err := remote.NewPusher(popts...)
+	if err != nil {
+		return fmt.Errorf("registry publisher: %w", err)
+	}
+	puller, err := remote.NewPuller(opts...)
+	if err != nil {
+		return fmt.Errorf("registry publisher: %w", err)
+	}
+	s.opts = append(opts, remote.Reuse(pusher), remote.Reuse(puller))
+	return nil
+}
+
+// retryable is go-containerregistry's retry predicate (network flakes),
+// for the session transports it does not wrap.
+func retryable(err error) bool {
+	var te interface{ Temporary() bool }
+	return (errors.As(err, &te) && te.Temporary()) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
 // CheckPush checks, with one upload initiation that is cancelled at once,
 // that repo's registry is reachable and accepts pushes with the
 // configured credentials. Nothing is uploaded. Transient statuses (429,
-// 5xx) are retried as for every other request.
+// 5xx) are retried as for every other request. It opens repo's session.
 func (r *Registry) CheckPush(ctx context.Context, repo name.Repository) error {
-	tr := transport.NewRetry(r.transport, transport.WithRetryBackoff(preflightBackoff), transport.WithRetryStatusCodes(transientStatuses...))
-	if err := remote.CheckPushPermission(repo.Tag("slipway-push-check"), r.keychain, tr); err != nil {
+	s, err := r.session(ctx, repo)
+	if err != nil {
+		return err
+	}
+	if err := remote.CheckPushPermission(repo.Tag("slipway-push-check"), r.keychain, s.tr); err != nil {
 		return fmt.Errorf("cannot push to %s: %w", repo, withStatus(err))
 	}
 	return nil
@@ -116,7 +211,15 @@ func (r *Registry) WriteIndex(ctx context.Context, repo name.Repository, idx v1.
 		return name.Digest{}, fmt.Errorf("computing digest: %w", err)
 	}
 	ref := repo.Digest(d.String())
-	if err := retryRace(ctx, r.raceBackoff, func() error { return r.pusher.Push(ctx, ref, idx) }); err != nil {
+	s, err := r.session(ctx, repo)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	pusher, err := remote.NewPusher(s.opts...) // reuses the session's pusher
+	if err != nil {
+		return name.Digest{}, err
+	}
+	if err := retryRace(ctx, r.raceBackoff, func() error { return pusher.Push(ctx, ref, idx) }); err != nil {
 		return name.Digest{}, fmt.Errorf("pushing %s: %w", ref, withStatus(err))
 	}
 	return ref, nil
@@ -128,16 +231,29 @@ func (r *Registry) Tag(ctx context.Context, d name.Digest, tags []string) error 
 	if len(tags) == 0 {
 		return nil
 	}
-	// go-containerregistry checks that the bytes served for d hash to d:
-	// a registry that holds something else fails here, untagged.
-	desc, err := remote.Get(d, r.RemoteOptions(ctx)...)
+	opts, err := r.RepositoryOptions(ctx, d.Context())
 	if err != nil {
-		return fmt.Errorf("reading back %s before tagging: %w", d, withStatus(err))
+		return err
 	}
+	pusher, err := remote.NewPusher(opts...) // reuses the session's pusher
+	if err != nil {
+		return err
+	}
+	var desc *remote.Descriptor
 	for _, t := range tags {
 		tag := d.Context().Tag(t)
-		// Push skips the PUT when the tag already names desc.
-		if err := retryRace(ctx, r.raceBackoff, func() error { return r.pusher.Push(ctx, tag, desc) }); err != nil {
+		// A tag that already names d stays as it is: one HEAD, no write.
+		if h, err := remote.Head(tag, opts...); err == nil && h.Digest.String() == d.DigestStr() {
+			continue
+		}
+		if desc == nil {
+			// go-containerregistry checks that the bytes served for d hash
+			// to d: a registry that holds something else fails here, untagged.
+			if desc, err = remote.Get(d, opts...); err != nil {
+				return fmt.Errorf("reading back %s before tagging: %w", d, withStatus(err))
+			}
+		}
+		if err := retryRace(ctx, r.raceBackoff, func() error { return pusher.Push(ctx, tag, desc) }); err != nil {
 			return fmt.Errorf("tagging %s: %w", tag, withStatus(err))
 		}
 	}

@@ -22,16 +22,12 @@ import (
 // unattended run never stalls on a registry asking for an hour.
 const MaxRetryAfter = 10 * time.Second
 
-// transientStatuses are retried by the push preflight, as
+// transientStatuses are retried by the session transports, as
 // go-containerregistry retries them for every other request.
 var transientStatuses = []int{
 	http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
 	http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
 }
-
-// preflightBackoff is the backoff of the push preflight, as for every
-// other request.
-var preflightBackoff = retryBackoff
 
 // retryAfter honours Retry-After on 429 and 503 responses: the response
 // reaches the caller (and its retry loop, whose own backoff then follows)

@@ -30,7 +30,7 @@ func signWrite(t testing.TB, s *Signer, idx v1.ImageIndex, repo name.Repository,
 	if err != nil {
 		t.Fatalf("Sign: %v", err)
 	}
-	if err := WriteRemote(context.Background(), repo, sigs); err != nil {
+	if err := WriteRemote(context.Background(), repo, sigs, nil); err != nil {
 		t.Fatalf("WriteRemote: %v", err)
 	}
 	return sigs

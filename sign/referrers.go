@@ -88,8 +88,21 @@ func (r *referrerImage) image() (v1.Image, error) { return partial.CompressedToI
 // statement. go-containerregistry uses the registry's referrers API, or
 // else merges the new entry into the "sha256-<hex>" referrers tag,
 // keeping every entry other tools wrote.
-func writeBundlesRemote(ctx context.Context, repo name.Repository, s Subject, ropts []remote.Option) (int, error) {
+func writeBundlesRemote(ctx context.Context, repo name.Repository, s Subject, rec *Record, ropts []remote.Option) (int, error) {
 	if len(s.Bundles) == 0 {
+		return 0, nil
+	}
+	// Registries without the referrers API list referrers at this tag;
+	// the record confirms it with a HEAD (with the API, the listing below
+	// is one request already).
+	fallback := repo.Tag(s.Digest.Algorithm + "-" + s.Digest.Hex)
+	want := make([]string, 0, len(s.Bundles))
+	for _, b := range s.Bundles {
+		if b.Signer != "" {
+			want = append(want, b.Signer+"/"+b.StatementDigest.String())
+		}
+	}
+	if len(want) == len(s.Bundles) && rec.confirmed(fallback, want, ropts) {
 		return 0, nil
 	}
 	d := repo.Digest(s.Digest.String())
@@ -118,6 +131,13 @@ func writeBundlesRemote(ctx context.Context, repo name.Repository, s Subject, ro
 			return written, fmt.Errorf("writing %s bundle of %s: %w", bundleKind(b.PredicateType), s.Digest, err)
 		}
 		written++
+	}
+	if rec != nil && len(want) == len(s.Bundles) {
+		if desc, err := remote.Head(fallback, ropts...); err == nil {
+			if err := rec.remember(fallback, desc.Digest, want); err != nil {
+				return written, err
+			}
+		}
 	}
 	return written, nil
 }

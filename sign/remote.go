@@ -25,15 +25,17 @@ import (
 // It is idempotent: a signature that the same key already made over the same
 // payload is not added again, and an attestation replaces any earlier one of
 // the same predicate type made by the same key (others' attestations stay).
+// With rec, a tag that still names what rec says the last write left there,
+// holding these statements, is confirmed with one HEAD and not read back.
 // The images the signatures refer to must be written first. opts are passed
 // to go-containerregistry unchanged (include authentication there).
-func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, opts ...remote.Option) error {
+func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, rec *Record, opts ...remote.Option) error {
 	if sigs == nil {
 		return errors.New("writing signatures: nothing to write")
 	}
 	ropts := append(slices.Clone(opts), remote.WithContext(ctx))
-	// One puller for every read: one authenticated transport per
-	// repository instead of a new handshake per request.
+	// One puller for every read (the caller's, when opts reuse one): one
+	// authenticated transport per repository, not a handshake per request.
 	puller, err := remote.NewPuller(ropts...)
 	if err != nil {
 		return fmt.Errorf("writing signatures: %w", err)
@@ -41,72 +43,124 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, op
 	ropts = append(ropts, remote.Reuse(puller))
 	for _, s := range sigs.subjects {
 		if sigs.key != nil {
-			if err := writeLegacyRemote(ctx, repo, sigs, s, ropts); err != nil {
+			if err := writeLegacySignatures(repo, sigs, s, rec, ropts); err != nil {
+				return err
+			}
+			if err := writeLegacyAttestations(ctx, repo, sigs, s, rec, ropts); err != nil {
 				return err
 			}
 		}
-		if _, err := writeBundlesRemote(ctx, repo, s, ropts); err != nil {
+		if _, err := writeBundlesRemote(ctx, repo, s, rec, ropts); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// writeLegacyRemote writes one subject's cosign v2 signatures and
-// attestations to their tags.
-func writeLegacyRemote(ctx context.Context, repo name.Repository, sigs *Signatures, s Subject, ropts []remote.Option) error {
-	oopts := []ociremote.Option{ociremote.WithRemoteOptions(ropts...)}
-	dd := cremote.NewDupeDetector(sigs.key.verifier)
-	{
-		d := repo.Digest(s.Digest.String())
-		if len(s.Signatures) > 0 {
-			se := ociremote.SignedUnknown(d, oopts...)
-			var err error
-			for _, sig := range s.Signatures {
-				if se, err = mutate.AttachSignatureToEntity(se, sig, mutate.WithDupeDetector(dd)); err != nil {
-					return fmt.Errorf("attaching signature to %s: %w", d, err)
-				}
-			}
-			if err := ociremote.WriteSignatures(repo, se, oopts...); err != nil {
-				return fmt.Errorf("writing signatures of %s: %w", d, err)
-			}
+// writeLegacySignatures adds one subject's cosign v2 signatures to its
+// .sig tag, unless they are there.
+func writeLegacySignatures(repo name.Repository, sigs *Signatures, s Subject, rec *Record, ropts []remote.Option) error {
+	if len(s.Signatures) == 0 {
+		return nil
+	}
+	tag := SignatureTag(repo, s.Digest)
+	want := make([]string, 0, len(s.Signatures))
+	for _, sig := range s.Signatures {
+		p, err := sig.Payload()
+		if err != nil {
+			return fmt.Errorf("signature of %s: %w", s.Digest, err)
 		}
-		if len(s.Attestations) > 0 {
-			se := ociremote.SignedUnknown(d, oopts...)
-			current, err := se.Attestations()
-			if err != nil {
-				return fmt.Errorf("reading attestations of %s: %w", d, err)
-			}
-			existing, err := current.Get()
-			if err != nil {
-				return fmt.Errorf("reading attestations of %s: %w", d, err)
-			}
-			added := 0
-			for _, att := range s.Attestations {
-				if sameStatementSigned(ctx, existing, att, sigs.key.verifier) {
-					// Already attested by this key, word for word: leave it,
-					// so an unchanged rerun writes nothing.
-					continue
-				}
-				added++
-				pt, err := attestationPredicateType(att)
-				if err != nil {
-					return fmt.Errorf("attaching attestation to %s: %w", d, err)
-				}
-				ro := &replaceOwn{ctx: ctx, predicateType: pt, verifier: sigs.key.verifier}
-				if se, err = mutate.AttachAttestationToEntity(se, att, mutate.WithReplaceOp(ro)); err != nil {
-					return fmt.Errorf("attaching attestation to %s: %w", d, err)
-				}
-			}
-			if added == 0 {
-				return nil
-			}
-			if err := ociremote.WriteAttestations(repo, se, oopts...); err != nil {
-				return fmt.Errorf("writing attestations of %s: %w", d, err)
-			}
+		want = append(want, held(sigs.key.ID(), p))
+	}
+	if rec.confirmed(tag, want, ropts) {
+		return nil
+	}
+	oopts := []ociremote.Option{ociremote.WithRemoteOptions(ropts...)}
+	d := repo.Digest(s.Digest.String())
+	dd := cremote.NewDupeDetector(sigs.key.verifier)
+	se := ociremote.SignedUnknown(d, oopts...)
+	var err error
+	for _, sig := range s.Signatures {
+		if se, err = mutate.AttachSignatureToEntity(se, sig, mutate.WithDupeDetector(dd)); err != nil {
+			return fmt.Errorf("attaching signature to %s: %w", d, err)
 		}
 	}
-	return nil
+	if err := ociremote.WriteSignatures(repo, se, oopts...); err != nil {
+		return fmt.Errorf("writing signatures of %s: %w", d, err)
+	}
+	return rememberDigest(rec, tag, se.Signatures, want)
+}
+
+// writeLegacyAttestations puts one subject's cosign v2 attestations at its
+// .att tag, replacing the signer's earlier ones of the same predicate
+// types, unless they are there.
+func writeLegacyAttestations(ctx context.Context, repo name.Repository, sigs *Signatures, s Subject, rec *Record, ropts []remote.Option) error {
+	if len(s.Attestations) == 0 {
+		return nil
+	}
+	tag := AttestationTag(repo, s.Digest)
+	want := make([]string, 0, len(s.Attestations))
+	for _, att := range s.Attestations {
+		st, err := statementBytes(att)
+		if err != nil {
+			return fmt.Errorf("attestation of %s: %w", s.Digest, err)
+		}
+		want = append(want, held(sigs.key.ID(), st))
+	}
+	if rec.confirmed(tag, want, ropts) {
+		return nil
+	}
+	oopts := []ociremote.Option{ociremote.WithRemoteOptions(ropts...)}
+	d := repo.Digest(s.Digest.String())
+	se := ociremote.SignedUnknown(d, oopts...)
+	current, err := se.Attestations()
+	if err != nil {
+		return fmt.Errorf("reading attestations of %s: %w", d, err)
+	}
+	existing, err := current.Get()
+	if err != nil {
+		return fmt.Errorf("reading attestations of %s: %w", d, err)
+	}
+	added := 0
+	for _, att := range s.Attestations {
+		if sameStatementSigned(ctx, existing, att, sigs.key.verifier) {
+			// Already attested by this key, word for word: leave it,
+			// so an unchanged rerun writes nothing.
+			continue
+		}
+		added++
+		pt, err := attestationPredicateType(att)
+		if err != nil {
+			return fmt.Errorf("attaching attestation to %s: %w", d, err)
+		}
+		ro := &replaceOwn{ctx: ctx, predicateType: pt, verifier: sigs.key.verifier}
+		if se, err = mutate.AttachAttestationToEntity(se, att, mutate.WithReplaceOp(ro)); err != nil {
+			return fmt.Errorf("attaching attestation to %s: %w", d, err)
+		}
+	}
+	if added > 0 {
+		if err := ociremote.WriteAttestations(repo, se, oopts...); err != nil {
+			return fmt.Errorf("writing attestations of %s: %w", d, err)
+		}
+	}
+	return rememberDigest(rec, tag, se.Attestations, want)
+}
+
+// rememberDigest records that tag names the manifest of the signatures
+// image made by get (what was just written, or found already there).
+func rememberDigest(rec *Record, tag name.Tag, get func() (oci.Signatures, error), holds []string) error {
+	if rec == nil {
+		return nil
+	}
+	img, err := get()
+	if err != nil {
+		return fmt.Errorf("recording %s: %w", tag, err)
+	}
+	h, err := img.Digest()
+	if err != nil {
+		return fmt.Errorf("recording %s: %w", tag, err)
+	}
+	return rec.remember(tag, h, holds)
 }
 
 // sameStatementSigned reports whether existing holds an attestation, signed

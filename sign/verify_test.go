@@ -304,7 +304,7 @@ func TestSecretsStayOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteRemote(context.Background(), repo, sigs); err != nil {
+	if err := WriteRemote(context.Background(), repo, sigs, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Verify(context.Background(), repo.Tag("v1"), Policy{Keys: []*PublicKey{pk}, MaxSeverity: scan.SeverityHigh}, WithLogger(logger))

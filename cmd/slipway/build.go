@@ -18,6 +18,7 @@ import (
 	"github.com/slipway-build/slipway/publish"
 	"github.com/slipway-build/slipway/resolve"
 	"github.com/slipway-build/slipway/scan"
+	"github.com/slipway-build/slipway/sign"
 	"github.com/spf13/cobra"
 )
 
@@ -115,7 +116,17 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 		return err
 	}
 	ropts := reg.RemoteOptions(context.Background())
-	st, err := buildStages(lc, ropts, log)
+	// Bases are read through a cache of what their digests name (manifests
+	// and configs): an unchanged rerun asks the registry only for the tag.
+	content, err := lc.cacheDir("content")
+	if err != nil {
+		return err
+	}
+	baseOpts, err := reg.CachedReadOptions(context.Background(), content)
+	if err != nil {
+		return err
+	}
+	st, err := buildStages(lc, baseOpts, log)
 	if err != nil {
 		return err
 	}
@@ -281,6 +292,17 @@ func (lc *loadedConfig) cacheDir(kind string) (string, error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// signatureRecord is the record of signatures written to registries
+// (cache_dir/signatures), which lets unchanged reruns confirm them with
+// HEAD requests.
+func (lc *loadedConfig) signatureRecord() (*sign.Record, error) {
+	dir, err := lc.cacheDir("signatures")
+	if err != nil {
+		return nil, err
+	}
+	return sign.OpenRecord(dir)
 }
 
 // reportsFor makes report outputs distinct per target when several

@@ -47,7 +47,11 @@ func newPushCmd(g *globalFlags) *cobra.Command {
 			repoFor := func(target string) (name.Repository, error) {
 				return pipeline.TargetRepository(lc.Repository, target, allowInsecure)
 			}
-			sigs := stage.LayoutSignatures(dir)
+			rec, err := lc.signatureRecord()
+			if err != nil {
+				return err
+			}
+			sigs := stage.LayoutSignatures(dir, rec)
 			res, err := pipeline.PushLayout(cmd.Context(), l, reg, repoFor, sigs, args[1:])
 			if werr := printRefs(res, imageRefs); werr != nil && err == nil {
 				err = werr

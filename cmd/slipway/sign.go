@@ -153,6 +153,11 @@ func newSigner(ctx context.Context, lc *loadedConfig, ropts []remote.Option, log
 		stage.WithRemoteOptions(ropts...),
 		stage.WithLogger(log),
 	}
+	rec, err := lc.signatureRecord()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, stage.WithRecord(rec))
 	if slices.Contains(lc.Sign.Attestations, vocab.KindSBOM) {
 		sboms, err := newScanner(lc, true, log)
 		if err != nil {
@@ -308,7 +313,11 @@ and signing.`,
 			if err != nil {
 				return err
 			}
-			if err := sign.WriteRemote(ctx, d.Context(), sigs, ropts...); err != nil {
+			rec, err := lc.signatureRecord()
+			if err != nil {
+				return err
+			}
+			if err := sign.WriteRemote(ctx, d.Context(), sigs, rec, ropts...); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), d.String())

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/pipeline"
 	"github.com/slipway-build/slipway/scan"
@@ -120,7 +121,7 @@ type Signatures struct {
 func (s *Signatures) Refs() []string { return []string{s.target + ":" + s.digest.String() + ".sig"} }
 
 // WriteRemote implements pipeline.Signatures.
-func (s *Signatures) WriteRemote(context.Context, name.Repository) error {
+func (s *Signatures) WriteRemote(context.Context, name.Repository, ...remote.Option) error {
 	s.log.add("signatures " + s.target)
 	return nil
 }

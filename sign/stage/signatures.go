@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -12,8 +13,9 @@ import (
 
 // Signatures adapts *sign.Signatures to pipeline.Signatures.
 type Signatures struct {
-	sigs  *sign.Signatures
-	ropts []remote.Option
+	sigs   *sign.Signatures
+	ropts  []remote.Option
+	record *sign.Record
 }
 
 var _ pipeline.Signatures = (*Signatures)(nil)
@@ -36,8 +38,8 @@ func (s *Signatures) Refs() []string {
 }
 
 // WriteRemote implements pipeline.Signatures.
-func (s *Signatures) WriteRemote(ctx context.Context, repo name.Repository) error {
-	return sign.WriteRemote(ctx, repo, s.sigs, s.ropts...)
+func (s *Signatures) WriteRemote(ctx context.Context, repo name.Repository, opts ...remote.Option) error {
+	return sign.WriteRemote(ctx, repo, s.sigs, s.record, append(slices.Clone(s.ropts), opts...)...)
 }
 
 // WriteLayout implements pipeline.Signatures.
@@ -45,13 +47,13 @@ func (s *Signatures) WriteLayout(dir string) error { return sign.WriteLayout(dir
 
 // LayoutSignatures finds the signatures stored in the layout at dir for
 // an index digest (nil when there are none), written to a registry with
-// ropts.
-func LayoutSignatures(dir string, ropts ...remote.Option) pipeline.LayoutSignatures {
+// ropts and rec (may be nil).
+func LayoutSignatures(dir string, rec *sign.Record, ropts ...remote.Option) pipeline.LayoutSignatures {
 	return func(_ string, digest v1.Hash) (pipeline.Signatures, error) {
 		sigs, err := sign.ReadLayoutFor(dir, digest)
 		if err != nil || sigs == nil {
 			return nil, err
 		}
-		return &Signatures{sigs: sigs, ropts: ropts}, nil
+		return &Signatures{sigs: sigs, ropts: ropts, record: rec}, nil
 	}
 }

@@ -51,6 +51,7 @@ type options struct {
 	targets     []pipeline.Target
 	version     string
 	ropts       []remote.Option
+	record      *sign.Record
 	log         *slog.Logger
 }
 
@@ -100,6 +101,13 @@ func WithBuilderVersion(v string) Option {
 // none.
 func WithRemoteOptions(ropts ...remote.Option) Option {
 	return func(o *options) { o.ropts = ropts }
+}
+
+// WithRecord keeps what was written to registries in rec (see
+// sign.Record), so unchanged reruns confirm signatures with HEADs.
+// Default: none, signatures are read back to be compared.
+func WithRecord(rec *sign.Record) Option {
+	return func(o *options) { o.record = rec }
 }
 
 // WithLogger receives progress. Default: discard.
@@ -177,5 +185,5 @@ func (s *Signer) Sign(ctx context.Context, j pipeline.Job, res *build.Result, re
 	if err != nil {
 		return nil, err
 	}
-	return &Signatures{sigs: sigs, ropts: s.o.ropts}, nil
+	return &Signatures{sigs: sigs, ropts: s.o.ropts, record: s.o.record}, nil
 }

@@ -1,0 +1,157 @@
+package sign
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// requestLog is a reverse proxy in front of a registry that records each
+// request as "METHOD path".
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (l *requestLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.reqs
+	l.reqs = nil
+	return r
+}
+
+func loggingProxy(t testing.TB, host string) (string, *requestLog) {
+	t.Helper()
+	l := &requestLog{}
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: host})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		l.reqs = append(l.reqs, r.Method+" "+r.URL.Path)
+		l.mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://"), l
+}
+
+// TestRecordConfirmsWithHeads: with a record, an unchanged rerun (new
+// signatures over the same statements) only HEADs the signature tags;
+// when another signer has moved a tag since, the full path runs again and
+// keeps both signers; a damaged record costs requests, never correctness.
+func TestRecordConfirmsWithHeads(t *testing.T) {
+	for _, tc := range []struct{ name, host string }{
+		{"referrers tag (docker-registry)", realRegistry(t)},
+		{"referrers API (ggcr)", memRegistry(t)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, log := loggingProxy(t, tc.host)
+			repo := mustRepo(t, host+"/app")
+			idx := testIndex(t)
+			d := pushIndex(t, repo, "v1", idx)
+			key := testKey(t, "cosign")
+			rec, err := OpenRecord(filepath.Join(t.TempDir(), "record"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewKeyed(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write := func() {
+				t.Helper()
+				sigs, err := s.Sign(context.Background(), idx, repo, WithSBOM(testSBOM))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := WriteRemote(context.Background(), repo, sigs, rec); err != nil {
+					t.Fatalf("WriteRemote: %v", err)
+				}
+			}
+			write()
+			log.take()
+			write()
+			for _, r := range log.take() {
+				method, path, _ := strings.Cut(r, " ")
+				if path == "/v2/" || method == http.MethodHead || (method == http.MethodGet && strings.Contains(path, "/referrers/")) {
+					continue
+				}
+				t.Errorf("unchanged rerun made %s; want only HEADs (and the referrers listing)", r)
+			}
+			policy := Policy{Keys: []*PublicKey{key.Public(), testPub(t, "other")}, Threshold: 2}
+			if _, err := Verify(context.Background(), d, Policy{Keys: []*PublicKey{key.Public()}}); err != nil {
+				t.Fatalf("Verify after the rerun: %v", err)
+			}
+
+			// Another key signs (legacy .sig tag moves): the record no
+			// longer matches, the tag is read and merged again.
+			signAndWrite(t, testKey(t, "other"), idx, repo)
+			log.take()
+			write()
+			reads := 0
+			for _, r := range log.take() {
+				if strings.HasPrefix(r, "GET ") && strings.HasSuffix(r, ".sig") {
+					reads++
+				}
+			}
+			if reads == 0 {
+				t.Error("the .sig tag moved but was not read back")
+			}
+			if _, err := Verify(context.Background(), d, policy); err != nil {
+				t.Errorf("both signers after the merge: %v", err)
+			}
+
+			// A damaged record: every entry garbage.
+			err = filepath.Walk(rec.dir, func(p string, fi os.FileInfo, err error) error {
+				if err == nil && !fi.IsDir() {
+					err = os.WriteFile(p, []byte("{not json"), 0o600)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			write()
+			if _, err := Verify(context.Background(), d, policy); err != nil {
+				t.Errorf("after a damaged record: %v", err)
+			}
+		})
+	}
+}
+
+// TestRecordNeedsEveryStatement: a record holding other statements (the
+// image was signed with other annotations) does not confirm the tag.
+func TestRecordNeedsEveryStatement(t *testing.T) {
+	repo := mustRepo(t, memRegistry(t)+"/app")
+	idx := testIndex(t)
+	d := pushIndex(t, repo, "v1", idx)
+	key := testKey(t, "cosign")
+	rec, err := OpenRecord(filepath.Join(t.TempDir(), "record"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSigner(SignerConfig{Key: key, Format: FormatLegacy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1", "2"} {
+		sigs, err := s.Sign(context.Background(), idx, repo, WithAnnotations(map[string]string{"run": v}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteRemote(context.Background(), repo, sigs, rec); err != nil {
+			t.Fatal(err)
+		}
+		ann := map[string]any{"run": v}
+		if err := cosignCheck(t, d, key.Public(), ann); err != nil {
+			t.Errorf("annotation run=%s: %v", v, err)
+		}
+	}
+}
