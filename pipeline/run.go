@@ -71,6 +71,8 @@ type RunOptions struct {
 	Logger *slog.Logger
 	// OnReport, when set, is called with each target's scan report.
 	OnReport func(job Job, r *scan.Report)
+	// Jobs is how many targets are written at once. Default: 4.
+	Jobs int
 }
 
 // Run builds, scans, gates and signs every job, and only then writes the
@@ -88,12 +90,26 @@ func Run(ctx context.Context, jobs []Job, st Stages, o RunOptions) (*Results, er
 	errs := make([]error, len(jobs))
 	bases := newBaseCache(st.ResolveBase, st.VerifyBase)
 
-	// Fail fast, before compiling anything, on what every target shares:
-	// the scanner's DB, the destination (reachable, writable) and the base
-	// images.
-	if err := preflight(ctx, jobs, st, bases); err != nil {
-		return res, err
+	// Fail fast, before compiling anything, on a missing or stale
+	// vulnerability DB (local, instant).
+	if id, ok := st.Scanner.(scan.DBIdentifier); ok {
+		if _, err := id.DBIdentity(); err != nil {
+			return res, fmt.Errorf("scanner: %w", err)
+		}
 	}
+	// The destination (reachable, writable) and the base images are
+	// checked while the targets build: a failure cancels the builds and is
+	// the run's error; nothing is written unless it passed.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	checked := make(chan error, 1)
+	go func() {
+		err := preflight(ctx, jobs, st, bases)
+		if err != nil {
+			cancel(err)
+		}
+		checked <- err
+	}()
 
 	var wg sync.WaitGroup
 	for i, j := range jobs {
@@ -109,6 +125,11 @@ func Run(ctx context.Context, jobs []Job, st Stages, o RunOptions) (*Results, er
 		}()
 	}
 	wg.Wait()
+	if err := <-checked; err != nil {
+		// The builds it cancelled are not failures of their own.
+		res.Targets = make([]TargetResult, len(jobs))
+		return res, err
+	}
 
 	failed := false
 	for _, err := range errs {
@@ -120,21 +141,35 @@ func Run(ctx context.Context, jobs []Job, st Stages, o RunOptions) (*Results, er
 		}
 		return res, joinErrors(jobs, errs)
 	}
+	// Targets are written side by side (each in the order image,
+	// signatures, tags), at most o.Jobs at once.
+	n := o.Jobs
+	if n < 1 {
+		n = 4
+	}
+	slots := make(chan struct{}, n)
 	for i, j := range jobs {
 		if errs[i] != nil || ctx.Err() != nil {
 			continue
 		}
-		tr := &res.Targets[i]
-		start := time.Now()
-		if err := write(ctx, j, built[i], sigs[i], st.Destination, tr); err != nil {
-			errs[i] = fmt.Errorf("pushing %s: %w", j.Target.Name, err)
-			tr.Error = errs[i].Error()
-		}
-		tr.Timings["push"] = Duration(time.Since(start))
-		if errs[i] == nil {
-			log.Info("written", "target", j.Target.Name, "ref", tr.Ref)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			tr := &res.Targets[i]
+			start := time.Now()
+			if err := write(ctx, j, built[i], sigs[i], st.Destination, tr); err != nil {
+				errs[i] = fmt.Errorf("pushing %s: %w", j.Target.Name, err)
+				tr.Error = errs[i].Error()
+			}
+			tr.Timings["push"] = Duration(time.Since(start))
+			if errs[i] == nil {
+				log.Info("written", "target", j.Target.Name, "ref", tr.Ref)
+			}
+		}()
 	}
+	wg.Wait()
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
@@ -147,14 +182,9 @@ type Checker interface {
 	Check(ctx context.Context, job Job) error
 }
 
+// preflight checks what every target shares: the destination
+// (reachable, writable) and the base images.
 func preflight(ctx context.Context, jobs []Job, st Stages, bases *baseCache) error {
-	// A missing, broken or stale vulnerability DB would fail every scan:
-	// say so before the first compile.
-	if id, ok := st.Scanner.(scan.DBIdentifier); ok {
-		if _, err := id.DBIdentity(); err != nil {
-			return fmt.Errorf("scanner: %w", err)
-		}
-	}
 	if c, ok := st.Destination.(Checker); ok {
 		seen := map[string]bool{}
 		for _, j := range jobs {

@@ -96,14 +96,22 @@ func TestRunBuildErrorWritesNothing(t *testing.T) {
 	}
 }
 
-func TestRunPreflightFailsBeforeBuilding(t *testing.T) {
+// TestRunPreflightFailsTheRun: the push preflight runs beside the builds;
+// its failure is the run's error, and nothing is written.
+func TestRunPreflightFailsTheRun(t *testing.T) {
 	log := &fakes.Log{}
 	b := &fakes.Builder{}
 	st := stages(log, b, nil)
-	st.Destination = &fakes.Destination{Log: log, CheckErr: errors.New("cannot push: unauthorized")}
-	_, err := pipeline.Run(context.Background(), jobs("a"), st, pipeline.RunOptions{})
-	if err == nil || len(b.Builds) != 0 {
-		t.Fatalf("err = %v, builds = %v: want a failure before any build", err, b.Builds)
+	denied := errors.New("cannot push: unauthorized")
+	st.Destination = &fakes.Destination{Log: log, CheckErr: denied}
+	res, err := pipeline.Run(context.Background(), jobs("a", "b"), st, pipeline.RunOptions{ContinueOnFailure: true})
+	if !errors.Is(err, denied) || len(log.Entries) != 0 {
+		t.Fatalf("err = %v, writes = %v: want the preflight error and no write", err, log.Entries)
+	}
+	for _, tr := range res.Targets {
+		if tr.Pushed || tr.Error != "" {
+			t.Errorf("target result %+v after a failed preflight", tr)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/sigstore/pkg/signature"
 	sdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
+	"golang.org/x/sync/errgroup"
 )
 
 // WriteRemote writes the signatures and attestations into repo: legacy ones
@@ -41,21 +42,27 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, re
 		return fmt.Errorf("writing signatures: %w", err)
 	}
 	ropts = append(ropts, remote.Reuse(puller))
+	// Each subject's .sig tag, .att tag and referrers are separate
+	// manifests and tags: written side by side. (Referrers of one subject
+	// stay in sequence: the referrers tag is read, merged and written
+	// for each.)
+	var g errgroup.Group
+	g.SetLimit(writeParallelism)
 	for _, s := range sigs.subjects {
 		if sigs.key != nil {
-			if err := writeLegacySignatures(repo, sigs, s, rec, ropts); err != nil {
-				return err
-			}
-			if err := writeLegacyAttestations(ctx, repo, sigs, s, rec, ropts); err != nil {
-				return err
-			}
+			g.Go(func() error { return writeLegacySignatures(repo, sigs, s, rec, ropts) })
+			g.Go(func() error { return writeLegacyAttestations(ctx, repo, sigs, s, rec, ropts) })
 		}
-		if _, err := writeBundlesRemote(ctx, repo, s, rec, ropts); err != nil {
+		g.Go(func() error {
+			_, err := writeBundlesRemote(ctx, repo, s, rec, ropts)
 			return err
-		}
+		})
 	}
-	return nil
+	return g.Wait()
 }
+
+// writeParallelism bounds the signature tags written at once.
+const writeParallelism = 8
 
 // writeLegacySignatures adds one subject's cosign v2 signatures to its
 // .sig tag, unless they are there.

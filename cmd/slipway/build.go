@@ -176,6 +176,7 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 		ContinueOnFailure: lc.OnFailure == pipeline.OnFailureContinue,
 		Logger:            log,
 		OnReport:          onReport,
+		Jobs:              lc.Jobs,
 	})
 	if werr := printRefs(res, f.imageRefs); werr != nil && err == nil {
 		err = werr
