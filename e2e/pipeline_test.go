@@ -262,6 +262,7 @@ func TestRunCleanAndRerun(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("rerun: %s", r)
 	}
+	reqs := proxy.Requests() // the rerun's, before this test's own reads
 	res2 := readResults(t, filepath.Join(dir, "results2.json"))["hello"]
 	if res2.Digest != res.Digest {
 		t.Fatalf("rerun digest %s != %s", res2.Digest, res.Digest)
@@ -277,7 +278,21 @@ func TestRunCleanAndRerun(t *testing.T) {
 			t.Fatalf("rerun wrote a signature, bundle or referrers tag: %s %s\n%s", q.Method, q.Path, proxy)
 		}
 	}
-	t.Logf("rerun timings: %v", res2.Timings)
+	// Unchanged: confirmed with HEADs (issue #13: at most 16 requests),
+	// one ping, no blob read back.
+	pings := 0
+	for _, q := range reqs {
+		if q.Method == http.MethodGet && strings.Contains(q.Path, "/blobs/") {
+			t.Errorf("rerun read a blob back: %s", q.Path)
+		}
+		if q.Path == "/v2/" {
+			pings++
+		}
+	}
+	if len(reqs) > 16 || pings > 1 {
+		t.Errorf("rerun made %d requests (%d pings), want at most 16 (1)\n%v", len(reqs), pings, reqs)
+	}
+	t.Logf("rerun: %d requests, timings %v", len(reqs), res2.Timings)
 
 	// GitOps: the pushed digest goes into Kubernetes YAML, comments kept.
 	deploy := `# the hello service
