@@ -49,6 +49,9 @@ type Target struct {
 	// another revision or modified flag fails the build: the tree changed
 	// while slipway was building, and they would disagree.
 	Dirty bool
+
+	// listed is CheckMain's go list output, for the binary cache key.
+	listed *listing
 }
 
 // ImageConfig is the runtime configuration and metadata of an image.

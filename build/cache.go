@@ -102,6 +102,7 @@ type listedPackage struct {
 	ImportPath string
 	Name       string
 	Standard   bool
+	DepOnly    bool
 	Module     *listedModule
 
 	GoFiles, CgoFiles, CFiles, CXXFiles, MFiles, HFiles, FFiles, SFiles []string
@@ -118,7 +119,7 @@ type listedModule struct {
 
 // listFields are the fields asked of go list (-json=…), which spares it
 // computing the others.
-const listFields = "Dir,ImportPath,Name,Standard,Module,GoFiles,CgoFiles,CFiles,CXXFiles,MFiles,HFiles,FFiles,SFiles,SwigFiles,SwigCXXFiles,SysoFiles,EmbedFiles"
+const listFields = "Dir,ImportPath,Name,Standard,DepOnly,Module,GoFiles,CgoFiles,CFiles,CXXFiles,MFiles,HFiles,FFiles,SFiles,SwigFiles,SwigCXXFiles,SysoFiles,EmbedFiles"
 
 // hashInputs hashes every file `go build` reads for t's main package and
 // its dependencies, as `go list -deps` reports them with the same flags and
@@ -126,15 +127,9 @@ const listFields = "Dir,ImportPath,Name,Standard,Module,GoFiles,CgoFiles,CFiles,
 // are covered by the toolchain; packages in the module cache (read-only,
 // verified against go.sum when downloaded) by their module's path@version.
 func hashInputs(ctx context.Context, h io.Writer, gobin string, t Target, env []string, tc toolchain) error {
-	args := append([]string{"list", "-deps", "-json=" + listFields}, t.Flags...)
-	cmd := exec.CommandContext(ctx, gobin, append(args, "--", t.Main)...)
-	cmd.Dir = t.Dir
-	cmd.Env = env
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := listDeps(ctx, gobin, t, env)
 	if err != nil {
-		return fmt.Errorf("go list: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return err
 	}
 	inCache := func(p string) bool {
 		return tc.modCache != "" && strings.HasPrefix(p, tc.modCache+string(filepath.Separator))
@@ -231,6 +226,37 @@ func hashInputs(ctx context.Context, h io.Writer, gobin string, t Target, env []
 		}
 	}
 	return nil
+}
+
+// listing is a `go list -deps` output CheckMain made, kept on the Target
+// for the cache key of its first platform: one go list per target and
+// platform in a run, not two.
+type listing struct {
+	key string
+	out []byte
+}
+
+func listingKey(gobin string, t Target, env []string) string {
+	return strings.Join([]string{gobin, t.Dir, t.Main, strings.Join(t.Flags, "\x01"), strings.Join(env, "\x01")}, "\x00")
+}
+
+// listDeps runs `go list -deps -json` for t's main package with env (or
+// takes the output CheckMain left for it).
+func listDeps(ctx context.Context, gobin string, t Target, env []string) ([]byte, error) {
+	if t.listed != nil && t.listed.key == listingKey(gobin, t, env) {
+		return t.listed.out, nil
+	}
+	args := append([]string{"list", "-deps", "-json=" + listFields}, t.Flags...)
+	cmd := exec.CommandContext(ctx, gobin, append(args, "--", t.Main)...)
+	cmd.Dir = t.Dir
+	cmd.Env = env
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
 }
 
 // vcsState is what `go build -buildvcs=auto` stamps from a git checkout:

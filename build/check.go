@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"debug/buildinfo"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"strings"
 )
 
@@ -34,7 +36,7 @@ func (e *NotMainError) Error() string {
 // package main. When go list itself fails (no such directory, syntax
 // errors, missing modules), it returns nil: `go build` fails on the same
 // input and reports it.
-func CheckMain(ctx context.Context, t Target) error {
+func CheckMain(ctx context.Context, t *Target) error {
 	gobin, err := findGo()
 	if err != nil {
 		return err
@@ -45,19 +47,30 @@ func CheckMain(ctx context.Context, t Target) error {
 			return err
 		}
 	}
-	args := append([]string{"list", "-f", "{{.ImportPath}} {{.Name}}"}, t.Flags...)
-	cmd := exec.CommandContext(ctx, gobin, append(args, "--", t.Main)...)
-	cmd.Dir = t.Dir
-	cmd.Env = buildEnv(os.Environ(), penv, t.Env, t.SecretEnv)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	if err := cmd.Run(); err != nil {
+	// The same go list the binary cache keys the first platform with: its
+	// output is left for that key.
+	env := buildEnv(os.Environ(), penv, t.Env, t.SecretEnv)
+	out, err := listDeps(ctx, gobin, *t, env)
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return nil
 	}
-	pkgs := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var pkgs []string
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var pkg listedPackage
+		if err := dec.Decode(&pkg); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil // go build will say what is wrong
+		}
+		if !pkg.DepOnly {
+			pkgs = append(pkgs, pkg.ImportPath+" "+pkg.Name)
+		}
+	}
+	t.listed = &listing{key: listingKey(gobin, *t, env), out: out}
 	if len(pkgs) == 1 && strings.HasSuffix(pkgs[0], " main") {
 		return nil
 	}

@@ -192,17 +192,51 @@ func TestCheckMain(t *testing.T) {
 	})
 	tg := localTarget(t, dir)
 	tg.Main = "./cmd/app"
-	if err := CheckMain(context.Background(), tg); err != nil {
+	if err := CheckMain(context.Background(), &tg); err != nil {
 		t.Fatal(err)
 	}
+	// Its go list is the cache key's: the key with it equals the key
+	// computed afresh, and a listing made for other flags is not used.
+	c, err := newBinaryCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gobin, err := findGo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := tg.Platforms[0]
+	penv, err := platformEnv(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := buildEnv(os.Environ(), penv, tg.Env, tg.SecretEnv)
+	if tg.listed == nil || tg.listed.key != listingKey(gobin, tg, env) {
+		t.Fatal("CheckMain left no listing for the first platform's key")
+	}
+	withListing, err := c.key(context.Background(), gobin, tg, p, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := tg
+	fresh.listed = nil
+	afresh, err := c.key(context.Background(), gobin, fresh, p, env)
+	if err != nil || afresh != withListing {
+		t.Fatalf("key with CheckMain's listing %s, afresh %s (%v)", withListing, afresh, err)
+	}
+	stale := tg
+	stale.listed = &listing{key: "made for another platform", out: []byte(`{"ImportPath":"example.com/other","Name":"main"}`)}
+	if k, err := c.key(context.Background(), gobin, stale, p, env); err != nil || k != withListing {
+		t.Fatalf("a listing made for another environment was used: %s (%v)", k, err)
+	}
 	tg.Main = "./lib"
-	err := CheckMain(context.Background(), tg)
+	err = CheckMain(context.Background(), &tg)
 	if nm, ok := err.(*NotMainError); !ok || !strings.Contains(nm.Error(), "not a package main") {
 		t.Fatalf("library: err = %v", err)
 	}
 	// go list failures are left to go build, which reports them.
 	tg.Main = "./missing"
-	if err := CheckMain(context.Background(), tg); err != nil {
+	if err := CheckMain(context.Background(), &tg); err != nil {
 		t.Fatalf("missing package: err = %v", err)
 	}
 }

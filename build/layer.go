@@ -74,6 +74,9 @@ func reproducibleLayer(files []layerFile, mtime time.Time, mt types.MediaType) (
 		hdr.Typeflag = tar.TypeReg
 		hdr.Mode = e.f.mode
 		hdr.Size = size
+		// One allocation for the file (and its header and padding), not a
+		// doubling series: binaries are megabytes.
+		buf.Grow(int(size) + 2048)
 		if err := tw.WriteHeader(hdr); err != nil {
 			rc.Close()
 			return nil, err

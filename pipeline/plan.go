@@ -198,7 +198,7 @@ func checkMains(ctx context.Context, jobs []Job, keys []string) error {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			errs[i] = build.CheckMain(ctx, jobs[i].Target)
+			errs[i] = build.CheckMain(ctx, &jobs[i].Target)
 		}()
 	}
 	wg.Wait()
