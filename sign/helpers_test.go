@@ -120,10 +120,20 @@ func realRegistry(t testing.TB) string {
 	return testutil.StartRegistry(t).Host
 }
 
-// memRegistry starts go-containerregistry's in-memory registry.
+// memRegistry starts go-containerregistry's in-memory registry (without
+// the referrers API, its default).
 func memRegistry(t testing.TB) string {
 	t.Helper()
 	s := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://")
+}
+
+// apiRegistry starts go-containerregistry's in-memory registry with the
+// OCI 1.1 referrers API.
+func apiRegistry(t testing.TB) string {
+	t.Helper()
+	s := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true)))
 	t.Cleanup(s.Close)
 	return strings.TrimPrefix(s.URL, "http://")
 }

@@ -49,7 +49,8 @@ func loggingProxy(t testing.TB, host string) (string, *requestLog) {
 func TestRecordConfirmsWithHeads(t *testing.T) {
 	for _, tc := range []struct{ name, host string }{
 		{"referrers tag (docker-registry)", realRegistry(t)},
-		{"referrers API (ggcr)", memRegistry(t)},
+		{"referrers tag (ggcr)", memRegistry(t)},
+		{"referrers API (ggcr)", apiRegistry(t)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			host, log := loggingProxy(t, tc.host)

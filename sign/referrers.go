@@ -2,12 +2,12 @@ package sign
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 )
 
 // referrerImage is one bundle as the OCI 1.1 artifact cosign v3 writes: an
@@ -85,16 +86,18 @@ func (r *referrerImage) image() (v1.Image, error) { return partial.CompressedToI
 
 // writeBundlesRemote stores each bundle of s as a referrer of s.Digest in
 // repo, skipping bundles the same signer already stored over the same
-// statement. go-containerregistry uses the registry's referrers API, or
-// else merges the new entry into the "sha256-<hex>" referrers tag,
-// keeping every entry other tools wrote.
-func writeBundlesRemote(ctx context.Context, repo name.Repository, s Subject, rec *Record, ropts []remote.Option) (int, error) {
+// statement. The new referrers are written side by side. A registry with
+// the referrers API lists them itself; for one without it, slipway adds
+// them to the "sha256-<hex>" referrers tag in one write, keeping every
+// entry other tools put there (go-containerregistry would read and
+// rewrite that tag once per referrer, in sequence). writeEmpty writes
+// the referrers' empty config blob (once per WriteRemote).
+func writeBundlesRemote(repo name.Repository, s Subject, rec *Record, writeEmpty func() error, ropts []remote.Option) (int, error) {
 	if len(s.Bundles) == 0 {
 		return 0, nil
 	}
-	// Registries without the referrers API list referrers at this tag;
-	// the record confirms it with a HEAD (with the API, the listing below
-	// is one request already).
+	// The record confirms the referrers tag of a registry without the
+	// API with one HEAD (with the API, the listing is one request).
 	fallback := repo.Tag(s.Digest.Algorithm + "-" + s.Digest.Hex)
 	want := make([]string, 0, len(s.Bundles))
 	for _, b := range s.Bundles {
@@ -102,45 +105,183 @@ func writeBundlesRemote(ctx context.Context, repo name.Repository, s Subject, re
 			want = append(want, b.Signer+"/"+b.StatementDigest.String())
 		}
 	}
-	if len(want) == len(s.Bundles) && rec.confirmed(fallback, want, ropts) {
+	recordable := len(want) == len(s.Bundles)
+	if recordable && rec.confirmed(fallback, want, ropts) {
 		return 0, nil
 	}
 	d := repo.Digest(s.Digest.String())
-	have, err := listBundleReferrers(d, ropts)
+	listed, err := listReferrers(d, fallback, ropts)
 	if err != nil {
 		return 0, err
 	}
-	written := 0
+	var todo []v1.Image
 	for _, b := range s.Bundles {
-		if slices.ContainsFunc(have, func(desc v1.Descriptor) bool { return sameBundle(desc, b) }) {
+		if slices.ContainsFunc(listed.descs, func(desc v1.Descriptor) bool { return sameBundle(desc, b) }) {
 			continue
 		}
 		ri, err := newReferrerImage(v1.Descriptor{MediaType: s.MediaType, Digest: s.Digest, Size: s.Size}, b)
 		if err != nil {
-			return written, err
+			return 0, err
 		}
 		img, err := ri.image()
 		if err != nil {
-			return written, err
+			return 0, err
 		}
-		mh, err := img.Digest()
-		if err != nil {
-			return written, err
-		}
-		if err := remote.Write(repo.Digest(mh.String()), img, ropts...); err != nil {
-			return written, fmt.Errorf("writing %s bundle of %s: %w", bundleKind(b.PredicateType), s.Digest, err)
-		}
-		written++
+		todo = append(todo, img)
 	}
-	if rec != nil && len(want) == len(s.Bundles) {
-		if desc, err := remote.Head(fallback, ropts...); err == nil {
-			if err := rec.remember(fallback, desc.Digest, want); err != nil {
-				return written, err
+	if len(todo) > 0 {
+		if err := writeEmpty(); err != nil {
+			return 0, fmt.Errorf("writing the referrers' config of %s: %w", s.Digest, err)
+		}
+	}
+	wopts := noTagFallback(ropts)
+	var g errgroup.Group
+	for i, img := range todo {
+		g.Go(func() error {
+			mh, err := img.Digest()
+			if err != nil {
+				return err
+			}
+			ref := repo.Digest(mh.String())
+			err = remote.Write(ref, img, wopts...)
+			if err != nil && !listed.api {
+				// Without the API, go-containerregistry fails after the
+				// manifest PUT (its tag fallback is off: the tag is
+				// written below). The referrer is there if HEAD finds it.
+				if _, herr := remote.Head(ref, ropts...); herr == nil {
+					err = nil
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("writing %s bundle of %s: %w", bundleKind(s.Bundles[i].PredicateType), s.Digest, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	if listed.api {
+		return len(todo), nil
+	}
+	tagDigest := listed.tagDigest
+	if len(todo) > 0 {
+		if tagDigest, err = addToReferrersTag(fallback, listed.tag, todo, ropts); err != nil {
+			return len(todo), err
+		}
+	}
+	if recordable && tagDigest != (v1.Hash{}) {
+		if err := rec.remember(fallback, tagDigest, want); err != nil {
+			return len(todo), err
+		}
+	}
+	return len(todo), nil
+}
+
+// noTagFallback is ropts without go-containerregistry's referrers tag
+// fallback. A reused puller or pusher keeps the options it was made with,
+// so they are not reused here (the transport, and so the session, is).
+func noTagFallback(ropts []remote.Option) []remote.Option {
+	return append(slices.Clone(ropts), remote.WithReferrersTagFallback(false),
+		remote.Reuse((*remote.Puller)(nil)), remote.Reuse((*remote.Pusher)(nil)))
+}
+
+// referrerListing is what listReferrers found.
+type referrerListing struct {
+	api       bool              // the registry has the referrers API
+	descs     []v1.Descriptor   // the bundle referrers listed
+	tag       *v1.IndexManifest // the referrers tag's index (no API; nil when absent)
+	tagDigest v1.Hash           // its digest
+}
+
+// listReferrers lists the referrers of d through the referrers API, or,
+// when the registry lacks it, from the referrers tag.
+func listReferrers(d name.Digest, fallback name.Tag, ropts []remote.Option) (*referrerListing, error) {
+	idx, apiErr := remote.Referrers(d, noTagFallback(ropts)...)
+	if apiErr == nil {
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, fmt.Errorf("listing referrers of %s: %w", d.DigestStr(), err)
+		}
+		l := &referrerListing{api: true}
+		for _, desc := range im.Manifests {
+			// Some registries give the config's media type as the
+			// artifactType (go-containerregistry's does), not the
+			// manifest's: the bundle annotation tells those apart.
+			if desc.ArtifactType == emptyJSONMediaType && desc.Annotations[AnnotationBundleContent] != "" {
+				desc.ArtifactType = BundleMediaType
+			}
+			if desc.ArtifactType == BundleMediaType {
+				l.descs = append(l.descs, desc)
 			}
 		}
+		return l, nil
 	}
-	return written, nil
+	// No API (or the listing failed: then reading the tag fails too, or
+	// the referrers written below are also put in a tag the registry
+	// ignores).
+	l := &referrerListing{}
+	desc, err := remote.Get(fallback, ropts...)
+	var te *transport.Error
+	switch {
+	case errors.As(err, &te) && te.StatusCode == http.StatusNotFound:
+		return l, nil
+	case err != nil:
+		return nil, fmt.Errorf("listing referrers of %s: %w", d.DigestStr(), errors.Join(apiErr, err))
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
+	if err != nil {
+		return nil, fmt.Errorf("reading the referrers tag %s: %w", fallback, err)
+	}
+	l.tag, l.tagDigest = im, desc.Digest
+	for _, desc := range im.Manifests {
+		if desc.ArtifactType == BundleMediaType {
+			l.descs = append(l.descs, desc)
+		}
+	}
+	return l, nil
 }
+
+// addToReferrersTag writes the referrers tag with imgs added to current
+// (nil: none yet), entries sorted by digest as go-containerregistry and
+// the OCI distribution spec's tag schema keep them, and returns its digest.
+func addToReferrersTag(tag name.Tag, current *v1.IndexManifest, imgs []v1.Image, ropts []remote.Option) (v1.Hash, error) {
+	im := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	if current != nil {
+		im = *current
+		im.Manifests = slices.Clone(current.Manifests)
+	}
+	for _, img := range imgs {
+		m, err := img.Manifest()
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		desc, err := partial.Descriptor(img)
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		if !slices.ContainsFunc(im.Manifests, func(e v1.Descriptor) bool { return e.Digest == desc.Digest }) {
+			im.Manifests = append(im.Manifests, v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest,
+				ArtifactType: m.ArtifactType, Annotations: m.Annotations})
+		}
+	}
+	slices.SortFunc(im.Manifests, func(a, b v1.Descriptor) int { return strings.Compare(a.Digest.String(), b.Digest.String()) })
+	raw, err := json.Marshal(im)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if err := remote.Put(tag, rawIndex(raw), ropts...); err != nil {
+		return v1.Hash{}, fmt.Errorf("writing the referrers tag %s: %w", tag, err)
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	return h, err
+}
+
+// rawIndex is an index manifest to Put as it is.
+type rawIndex []byte
+
+func (r rawIndex) RawManifest() ([]byte, error)        { return r, nil }
+func (r rawIndex) MediaType() (types.MediaType, error) { return types.OCIImageIndex, nil }
 
 // listBundleReferrers lists the bundle referrers of d (none when the
 // registry has neither the referrers API nor the fallback tag).

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
 	cremote "github.com/sigstore/cosign/v2/pkg/cosign/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci"
@@ -42,6 +44,12 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, re
 		return fmt.Errorf("writing signatures: %w", err)
 	}
 	ropts = append(ropts, remote.Reuse(puller))
+	// Every referrer shares the empty config blob: written once, before
+	// any is written (they are written side by side (a registry storing one blob from
+	// several uploads at once can fail them: distribution does).
+	writeEmpty := sync.OnceValue(func() error {
+		return remote.WriteLayer(repo, static.NewLayer(emptyJSON, emptyJSONMediaType), ropts...)
+	})
 	// Each subject's .sig tag, .att tag and referrers are separate
 	// manifests and tags: written side by side. (Referrers of one subject
 	// stay in sequence: the referrers tag is read, merged and written
@@ -54,7 +62,7 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, re
 			g.Go(func() error { return writeLegacyAttestations(ctx, repo, sigs, s, rec, ropts) })
 		}
 		g.Go(func() error {
-			_, err := writeBundlesRemote(ctx, repo, s, rec, ropts)
+			_, err := writeBundlesRemote(repo, s, rec, writeEmpty, ropts)
 			return err
 		})
 	}
