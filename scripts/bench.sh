@@ -386,7 +386,7 @@ measure() {
 row_startup() {
 	echo "== start-up: wall time and peak RSS"
 	(cd "$work/app" && ok "$work/ref.log" "$bin" run -q --push --image-refs "$work/hello.refs")
-	local ref cmd peer_col
+	local ref cmd peer_col k_col
 	ref=$(head -1 "$work/hello.refs")
 	printf '  %-10s %-22s %-22s %-22s\n' command slipway ko cosign
 	for cmd in help version verify; do
@@ -402,9 +402,9 @@ row_startup() {
 			measure c "$cosign" verify --key "$work/cosign.pub" --insecure-ignore-tlog "$(cat "$work/chain.ref")"
 			;;
 		esac
-		printf '  %-10s %-22s %-22s %-22s\n' "$cmd" "${s_t}s ${s_r} MiB" "${k_t}s ${k_r} MiB" "${c_t}s ${c_r} MiB"
-		peer_col="cosign ${c_t}s ${c_r} MiB"
-		[ "$k_t" = - ] || peer_col="ko ${k_t}s ${k_r} MiB; $peer_col"
+		peer_col="cosign ${c_t}s ${c_r} MiB" k_col=-
+		[ "$k_t" = - ] || k_col="${k_t}s ${k_r} MiB" peer_col="ko $k_col; $peer_col"
+		printf '  %-10s %-22s %-22s %-22s\n' "$cmd" "${s_t}s ${s_r} MiB" "$k_col" "${c_t}s ${c_r} MiB"
 		result "$cmd: time, peak RSS" "${s_t}s ${s_r} MiB" "$peer_col" "$(ratio "$s_r" "$c_r") (RSS vs cosign)" "≤ 100 MB RSS" "$(le "$s_r" 100)"
 	done
 }
