@@ -3,11 +3,17 @@
 # one at a time, into ${SLIPWAY_PEERS:-$HOME/.cache/slipway/peers}/<name>-<version>/.
 # Each peer is built in a temporary directory beside its final one and renamed
 # into place, so an interrupted build never leaves a half binary behind.
-# Usage: scripts/peers.sh [name...]   (default: every peer)
+# Usage: scripts/peers.sh [-f LIST] [name...]   (default: every peer of
+# scripts/peers.txt; -f reads another list of the same format, e.g.
+# scripts/bench-peers.txt)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 list=$here/peers.txt
+if [ "${1:-}" = -f ]; then
+	list=${2:?peers.sh: -f needs a list file}
+	shift 2
+fi
 root=${SLIPWAY_PEERS:-$HOME/.cache/slipway/peers}
 mkdir -p "$root"
 
