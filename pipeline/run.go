@@ -182,9 +182,29 @@ type Checker interface {
 	Check(ctx context.Context, job Job) error
 }
 
-// preflight checks what every target shares: the destination
+// Preparer is implemented by signers with slow set-up (decrypting a key
+// with scrypt takes a third of a second): Prepare runs beside the builds,
+// and its failure fails the run before anything is written.
+type Preparer interface {
+	Prepare(ctx context.Context) error
+}
+
+// preflight checks what every target shares: the signer, the destination
 // (reachable, writable) and the base images.
 func preflight(ctx context.Context, jobs []Job, st Stages, bases *baseCache) error {
+	signer := make(chan error, 1)
+	if p, ok := st.Signer.(Preparer); ok {
+		go func() { signer <- p.Prepare(ctx) }()
+	} else {
+		signer <- nil
+	}
+	if err := checkShared(ctx, jobs, st, bases); err != nil {
+		return err
+	}
+	return <-signer
+}
+
+func checkShared(ctx context.Context, jobs []Job, st Stages, bases *baseCache) error {
 	if c, ok := st.Destination.(Checker); ok {
 		seen := map[string]bool{}
 		for _, j := range jobs {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -199,5 +200,37 @@ func TestRunCancelledBeforeWriting(t *testing.T) {
 	}
 	if len(log.Entries) != 0 || res.Targets[0].Pushed {
 		t.Fatalf("wrote %v after the cancellation", log.Entries)
+	}
+}
+
+// preparingSigner is a fakes.Signer whose set-up (Prepare) fails with err.
+type preparingSigner struct {
+	fakes.Signer
+	err      error
+	prepared atomic.Int32
+}
+
+func (s *preparingSigner) Prepare(context.Context) error {
+	s.prepared.Add(1)
+	return s.err
+}
+
+// TestRunSignerPreparedBesideBuilds: a signer's set-up (key decryption)
+// runs in the preflight; its failure fails the run and nothing is written.
+func TestRunSignerPreparedBesideBuilds(t *testing.T) {
+	log := &fakes.Log{}
+	st := stages(log, &fakes.Builder{}, nil)
+	wrong := errors.New("decrypting sign.key: wrong password")
+	ps := &preparingSigner{Signer: fakes.Signer{Log: log}, err: wrong}
+	st.Signer = ps
+	if _, err := pipeline.Run(context.Background(), jobs("a", "b"), st, pipeline.RunOptions{}); !errors.Is(err, wrong) || len(log.Entries) != 0 {
+		t.Fatalf("err = %v, writes = %v: want the signer's error and no write", err, log.Entries)
+	}
+	ps.err = nil
+	if _, err := pipeline.Run(context.Background(), jobs("a", "b"), st, pipeline.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := ps.prepared.Load(); n != 2 {
+		t.Errorf("Prepare called %d times in two runs, want once per run", n)
 	}
 }

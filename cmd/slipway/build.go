@@ -159,7 +159,7 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 		}
 	}
 	if signOn {
-		if st.Signer, err = newSigner(ctx, lc, ropts, log); err != nil {
+		if st.Signer, err = deferSigner(ctx, lc, ropts, log); err != nil {
 			return err
 		}
 	}

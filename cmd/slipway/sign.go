@@ -9,12 +9,14 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/pipeline"
+	"github.com/slipway-build/slipway/scan"
 	"github.com/slipway-build/slipway/scan/trivy"
 	"github.com/slipway-build/slipway/sign"
 	"github.com/slipway-build/slipway/sign/stage"
@@ -137,6 +139,46 @@ func signerConfig(ctx context.Context, lc *loadedConfig) (sign.SignerConfig, err
 	}
 	cfg.Key = key
 	return cfg, nil
+}
+
+// deferSigner is newSigner, made beside the builds when nothing needs
+// the terminal (the key's password is in COSIGN_PASSWORD, or there is no
+// key file to decrypt): decrypting a cosign key (scrypt) costs about a
+// third of a second of CPU. Its errors fail the run in the pipeline's
+// preflight, before anything is written.
+func deferSigner(ctx context.Context, lc *loadedConfig, ropts []remote.Option, log *slog.Logger) (pipeline.Signer, error) {
+	_, havePassword := os.LookupEnv("COSIGN_PASSWORD")
+	if !havePassword && !lc.Sign.Keyless && !strings.Contains(lc.Sign.Key, "://") {
+		return newSigner(ctx, lc, ropts, log) // may prompt: now, not mid-build
+	}
+	return &deferredSigner{make: func() (pipeline.Signer, error) { return newSigner(ctx, lc, ropts, log) }}, nil
+}
+
+// deferredSigner makes its signer on Prepare (or the first Sign).
+type deferredSigner struct {
+	once sync.Once
+	make func() (pipeline.Signer, error)
+	s    pipeline.Signer
+	err  error
+}
+
+var (
+	_ pipeline.Signer   = (*deferredSigner)(nil)
+	_ pipeline.Preparer = (*deferredSigner)(nil)
+)
+
+// Prepare implements pipeline.Preparer.
+func (d *deferredSigner) Prepare(context.Context) error {
+	d.once.Do(func() { d.s, d.err = d.make() })
+	return d.err
+}
+
+// Sign implements pipeline.Signer.
+func (d *deferredSigner) Sign(ctx context.Context, j pipeline.Job, res *build.Result, rep *scan.Report) (pipeline.Signatures, error) {
+	if err := d.Prepare(ctx); err != nil {
+		return nil, err
+	}
+	return d.s.Sign(ctx, j, res, rep)
 }
 
 // newSigner makes the signing stage from the sign config.
