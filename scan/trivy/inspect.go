@@ -110,6 +110,9 @@ func (in *inspector) inspect(ctx context.Context, v *layerView) (inspected, erro
 	eg, egCtx := errgroup.WithContext(ctx)
 	eg.SetLimit(in.opt.Parallel)
 	for i, key := range missingLayers {
+		if egCtx.Err() != nil {
+			break // a layer failed, or ctx ended: checked below
+		}
 		l := layers[key]
 		eg.Go(func() (err error) {
 			h, err := v1.NewHash(l.DiffID)
@@ -133,6 +136,9 @@ func (in *inspector) inspect(ctx context.Context, v *layerView) (inspected, erro
 		})
 	}
 	if err := eg.Wait(); err != nil {
+		return inspected{}, err
+	}
+	if err := ctx.Err(); err != nil {
 		return inspected{}, err
 	}
 

@@ -2,6 +2,7 @@ package trivy
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -172,5 +173,28 @@ func TestInspectMatchesTrivyImageArtifact(t *testing.T) {
 				t.Errorf("inspecting over Trivy's cache changed it (-before +after):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestInspectCanceled: an inspection whose context has ended fails and
+// stores nothing, rather than an image entry without its layers.
+func TestInspectCanceled(t *testing.T) {
+	s := newScanner(t, t.TempDir())
+	v, err := s.newLayerView(context.Background(), image(t, amd64, layer(t, debianFiles("amd64", vulnerableDebianPkgs)...)), "img", newBudget(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := &countingCache{layerCache: s.cache}
+	in, err := newInspector(counted, s.artifactOption())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := in.inspect(ctx, v); !errors.Is(err, context.Canceled) {
+		t.Errorf("inspect = %v, want context.Canceled", err)
+	}
+	if n := counted.puts.Load(); n != 0 {
+		t.Errorf("%d cache entries written", n)
 	}
 }
