@@ -13,7 +13,7 @@ DEB_BINS := /usr/bin/docker-registry /usr/bin/umoci /usr/sbin/runc
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/slipway
+	CGO_ENABLED=0 $(GO) build -trimpath -tags kustomize_disable_go_plugin_support -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/slipway
 
 # Installs the Debian packages the tests need, when any is missing.
 deps:

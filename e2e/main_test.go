@@ -43,9 +43,10 @@ func TestMain(m *testing.M) {
 			slipwayBin = pre
 		} else {
 			_, file, _, _ := runtime.Caller(0)
-			cmd := exec.Command("go", "build", "-o", slipwayBin, "./cmd/slipway")
+			// With the Makefile's tags and cgo setting (no stdlib plugin package).
+			cmd := exec.Command("go", "build", "-tags", "kustomize_disable_go_plugin_support", "-o", slipwayBin, "./cmd/slipway")
 			cmd.Dir = filepath.Dir(filepath.Dir(file))
-			cmd.Env = append(os.Environ(), "GOEXPERIMENT=jsonv2")
+			cmd.Env = append(os.Environ(), "GOEXPERIMENT=jsonv2", "CGO_ENABLED=0")
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 			if err := cmd.Run(); err != nil {
 				fmt.Fprintln(os.Stderr, "building slipway:", err)

@@ -13,7 +13,6 @@ import (
 	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
 	"github.com/aquasecurity/trivy/pkg/fanal/applier"
 	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
-	artimage "github.com/aquasecurity/trivy/pkg/fanal/artifact/image"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 	"github.com/aquasecurity/trivy/pkg/scan/langpkg"
 	"github.com/aquasecurity/trivy/pkg/scan/ospkg"
@@ -108,17 +107,16 @@ func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_
 	if err != nil {
 		return nil, ftypes.OS{}, nil, fmt.Errorf("reading layers: %w", err)
 	}
-	art, err := artimage.NewArtifact(img, s.cache, s.artifactOption())
+	in, err := newInspector(s.cache, s.artifactOption())
 	if err != nil {
 		return nil, ftypes.OS{}, nil, fmt.Errorf("preparing analysis: %w", err)
 	}
-	ref, err := art.Inspect(ctx)
+	ref, err := in.inspect(ctx, img)
 	if err != nil {
 		return nil, ftypes.OS{}, nil, fmt.Errorf("analysing layers: %w", err)
 	}
-	defer art.Clean(ref)
 
-	detail, err := applier.NewApplier(s.cache).ApplyLayers(ctx, ref.ID, ref.BlobIDs)
+	detail, err := applier.NewApplier(s.cache).ApplyLayers(ctx, ref.imageKey, ref.layerKeys)
 	cannot := func(reason, detail string) {
 		unjudged = append(unjudged, scan.Unjudged{Reason: reason, Platform: pi.platform, Detail: detail})
 	}
