@@ -108,6 +108,10 @@ func reproducibleLayer(files []layerFile, mtime time.Time, mt types.MediaType) (
 // bytes it serialises (validate.Image flags it).
 type plainLayer struct{ v1.Layer }
 
+// LocallyBuilt marks the layer as assembled here, from bytes in memory
+// (scan/trivy.LocallyBuilt: the scan reads it without re-verifying).
+func (*plainLayer) LocallyBuilt() {}
+
 // fileFromDisk reads a file of the build machine into a layer.
 func fileFromDisk(src, dst string, mode int64) layerFile {
 	return layerFile{path: dst, mode: mode, data: func() (io.ReadCloser, int64, error) {

@@ -105,3 +105,60 @@ func hasFinding(fs []scan.Finding, id string) bool {
 	}
 	return false
 }
+
+// localLayer is a layer built in this process: Compressed must not be
+// read to scan it.
+type localLayer struct{ v1.Layer }
+
+func (localLayer) LocallyBuilt() {}
+
+func (localLayer) Compressed() (io.ReadCloser, error) {
+	return nil, errors.New("a locally built layer was read compressed")
+}
+
+// TestLocallyBuiltLayerReadAsIs: build's layers (LocallyBuilt) are read
+// from their uncompressed bytes, with the limits still applied; any other
+// layer goes through the verified copy of its compressed blob.
+func TestLocallyBuiltLayerReadAsIs(t *testing.T) {
+	l, err := random.Layer(1<<10, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := io.ReadAll(must(l.Uncompressed()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBudget(1<<20, 0)
+	rc, err := b.wrap(localLayer{l}).Uncompressed()
+	if err != nil {
+		t.Fatalf("locally built layer: %v", err)
+	}
+	got, err := io.ReadAll(rc)
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("locally built layer read %d bytes (%v), want its %d uncompressed bytes", len(got), err, len(want))
+	}
+	small, err := newBudget(100, 0).wrap(localLayer{l}).Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(small); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a locally built layer passed the per-layer limit: %v", err)
+	}
+	// A layer from elsewhere is verified from its compressed bytes.
+	if _, err := b.wrap(&brokenCompressed{l}).Uncompressed(); err == nil {
+		t.Error("a layer that is not locally built was not read through its compressed blob")
+	}
+}
+
+type brokenCompressed struct{ v1.Layer }
+
+func (*brokenCompressed) Compressed() (io.ReadCloser, error) {
+	return nil, errors.New("compressed read")
+}
+
+func must(rc io.ReadCloser, err error) io.ReadCloser {
+	if err != nil {
+		panic(err)
+	}
+	return rc
+}

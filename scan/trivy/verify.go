@@ -11,6 +11,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
+// LocallyBuilt is implemented by layers slipway assembled in this process
+// (build's): their digests were computed from their own bytes, which are
+// in memory, so scanning reads their uncompressed stream as it is.
+type LocallyBuilt interface {
+	v1.Layer
+	LocallyBuilt()
+}
+
 // verifiedUncompressed returns l's decompressed stream from bytes that
 // were checked against l's digest first. Trivy stops reading a layer at
 // the end of its tar stream, before the end of the compressed blob, so a
@@ -23,6 +31,12 @@ import (
 // A compressed blob larger than limit (when positive) is refused unread
 // past the limit.
 func verifiedUncompressed(l v1.Layer, limit int64) (io.ReadCloser, error) {
+	// A layer built in this process (build's layers) holds the bytes its
+	// digest was computed from, in memory: nothing to check, nothing to
+	// copy or decompress.
+	if _, ok := l.(LocallyBuilt); ok {
+		return l.Uncompressed()
+	}
 	want, err := l.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("layer digest: %w", err)
