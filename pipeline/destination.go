@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/publish"
@@ -53,11 +54,15 @@ func (d *RegistryDestination) Tag(ctx context.Context, j Job, b *build.Result) e
 	return d.Registry.Tag(ctx, j.Repository.Digest(b.Digest.String()), j.Tags)
 }
 
-// LayoutDestination writes every job into one OCI image layout.
+// LayoutDestination writes every job into one OCI image layout. Its
+// writes are serialised: each rewrites the layout's index.json (targets
+// are written side by side, and a local disk gains nothing from it).
 type LayoutDestination struct {
 	Layout *publish.Layout
 	// Dir is the layout's directory, as shown to users.
 	Dir string
+
+	mu sync.Mutex
 }
 
 var _ Destination = (*LayoutDestination)(nil)
@@ -65,6 +70,8 @@ var _ Destination = (*LayoutDestination)(nil)
 // WriteImage implements Destination. Tags are recorded with the image (a
 // layout has no separate tag step).
 func (d *LayoutDestination) WriteImage(_ context.Context, j Job, b *build.Result) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if _, err := d.Layout.WriteIndex(j.Target.Name, b.Index, nil); err != nil {
 		return "", err
 	}
@@ -73,6 +80,8 @@ func (d *LayoutDestination) WriteImage(_ context.Context, j Job, b *build.Result
 
 // WriteSignatures implements Destination.
 func (d *LayoutDestination) WriteSignatures(_ context.Context, _ Job, _ *build.Result, s Signatures) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if err := s.WriteLayout(d.Dir); err != nil {
 		return fmt.Errorf("writing signatures: %w", err)
 	}
@@ -81,6 +90,8 @@ func (d *LayoutDestination) WriteSignatures(_ context.Context, _ Job, _ *build.R
 
 // Tag implements Destination: it records the tags in index.json.
 func (d *LayoutDestination) Tag(_ context.Context, j Job, b *build.Result) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	_, err := d.Layout.WriteIndex(j.Target.Name, b.Index, j.Tags)
 	return err
 }

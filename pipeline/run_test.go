@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/internal/fakes"
 	"github.com/slipway-build/slipway/pipeline"
+	"github.com/slipway-build/slipway/publish"
 	"github.com/slipway-build/slipway/scan"
 )
 
@@ -232,5 +234,29 @@ func TestRunSignerPreparedBesideBuilds(t *testing.T) {
 	}
 	if n := ps.prepared.Load(); n != 2 {
 		t.Errorf("Prepare called %d times in two runs, want once per run", n)
+	}
+}
+
+// TestRunLayoutTargetsSideBySide: targets written at once into one OCI
+// layout all land in its index.json (each write rewrites it).
+func TestRunLayoutTargetsSideBySide(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "oci")
+	l, err := publish.NewLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stages(&fakes.Log{}, &fakes.Builder{}, nil)
+	st.Signer = nil
+	st.Destination = &pipeline.LayoutDestination{Layout: l, Dir: dir}
+	names := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	if _, err := pipeline.Run(context.Background(), jobs(names...), st, pipeline.RunOptions{Jobs: 8}); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := l.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(names) {
+		t.Fatalf("layout has %d targets, want %d: %+v", len(entries), len(names), entries)
 	}
 }
