@@ -2,6 +2,7 @@ package build
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"sort"
 	"strings"
@@ -28,8 +29,10 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // appImage appends the application layers to base and sets the runtime
 // config. binary is the path of the compiled program on the build machine;
-// caBundle, when not nil, is added at CACertsPath.
-func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary string, caBundle []byte, oci bool) (v1.Image, error) {
+// caBundle, when not nil, is added at CACertsPath; scratch, when not
+// empty, is the layer of runtime files for scratch; static are the kodata
+// and Files entries (koData tells whether a kodata directory was found).
+func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary string, caBundle []byte, scratch, static []layerFile, koData, oci bool) (v1.Image, error) {
 	layerMT, created := types.OCILayer, t.Created.UTC()
 	if !oci {
 		layerMT = types.DockerLayer
@@ -42,6 +45,24 @@ func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary 
 		}
 		adds = append(adds, mutate.Addendum{Layer: l, MediaType: layerMT, History: v1.History{
 			Created: v1.Time{Time: created}, CreatedBy: "slipway: CA certificates " + CACertsPath, Comment: "slipway",
+		}})
+	}
+	if len(scratch) > 0 {
+		l, err := reproducibleLayer(scratch, created, layerMT)
+		if err != nil {
+			return nil, fmt.Errorf("building scratch runtime layer: %w", err)
+		}
+		adds = append(adds, mutate.Addendum{Layer: l, MediaType: layerMT, History: v1.History{
+			Created: v1.Time{Time: created}, CreatedBy: "slipway: scratch runtime files (" + scratchSummary(t.Image.Scratch) + ")", Comment: "slipway",
+		}})
+	}
+	if len(static) > 0 {
+		l, err := reproducibleLayer(static, created, layerMT)
+		if err != nil {
+			return nil, fmt.Errorf("building static files layer: %w", err)
+		}
+		adds = append(adds, mutate.Addendum{Layer: l, MediaType: layerMT, History: v1.History{
+			Created: v1.Time{Time: created}, CreatedBy: "slipway: static files", Comment: "slipway",
 		}})
 	}
 	binPath := path.Join(AppDir, t.Name)
@@ -79,7 +100,22 @@ func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary 
 	} else if cfg.WorkingDir == "" {
 		cfg.WorkingDir = "/"
 	}
-	cfg.Env = mergeEnv(cfg.Env, t.Image.Env)
+	env := t.Image.Env
+	if koData {
+		if _, set := env[KoDataEnv]; !set {
+			env = maps.Clone(env)
+			if env == nil {
+				env = map[string]string{}
+			}
+			env[KoDataEnv] = KoDataPath
+		}
+	}
+	cfg.Env = mergeEnv(cfg.Env, env)
+	if t.Image.Healthcheck != nil {
+		hc := *t.Image.Healthcheck
+		hc.Test = append([]string(nil), hc.Test...)
+		cfg.Healthcheck = &hc
+	}
 	if len(t.Image.Ports) > 0 {
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = map[string]struct{}{}
@@ -112,6 +148,21 @@ func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary 
 		ann[AnnotationBaseDigest] = baseDigest
 	}
 	return mutate.Annotations(img, ann).(v1.Image), nil
+}
+
+// scratchSummary names the chosen scratch files, for the layer history.
+func scratchSummary(s ScratchFiles) string {
+	var parts []string
+	if s.Zoneinfo {
+		parts = append(parts, "zoneinfo")
+	}
+	if s.Passwd {
+		parts = append(parts, "passwd")
+	}
+	if s.Tmp {
+		parts = append(parts, "tmp")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // annotations are the OCI annotations set on every manifest and the index.

@@ -141,12 +141,25 @@ func (g *GoBuilder) Build(ctx context.Context, t Target) (*Result, error) {
 		return nil, err
 	}
 	var ca []byte
+	var scratch []layerFile
 	if t.Base.IsScratch() {
 		var err error
 		if ca, err = g.caCerts(); err != nil {
 			return nil, err
 		}
+		if scratch, err = scratchLayerFiles(t.Image.Scratch, func() ([]byte, error) { return toolchainZoneinfo(ctx, g.gobin) }); err != nil {
+			return nil, fmt.Errorf("target %s: %w", t.Name, err)
+		}
 	}
+	static, err := staticFiles(t)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", t.Name, err)
+	}
+	kd, err := t.koData()
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", t.Name, err)
+	}
+	extra := extraLayers{scratch: scratch, static: static, koData: kd != ""}
 	tmp, err := os.MkdirTemp("", "slipway-build-")
 	if err != nil {
 		return nil, err
@@ -157,7 +170,7 @@ func (g *GoBuilder) Build(ctx context.Context, t Target) (*Result, error) {
 	eg, ectx := errgroup.WithContext(ctx)
 	for i, p := range t.Platforms {
 		eg.Go(func() error {
-			pi, err := g.buildPlatform(ectx, t, p, filepath.Join(tmp, fmt.Sprintf("%d", i)), ca)
+			pi, err := g.buildPlatform(ectx, t, p, filepath.Join(tmp, fmt.Sprintf("%d", i)), ca, extra)
 			if err != nil {
 				return err
 			}
@@ -183,7 +196,14 @@ func (g *GoBuilder) Build(ctx context.Context, t Target) (*Result, error) {
 	return res, nil
 }
 
-func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, out string, ca []byte) (*PlatformImage, error) {
+// extraLayers are the entries of the layers besides the binary's and the
+// CA bundle's, listed once per Build and shared by its platforms.
+type extraLayers struct {
+	scratch, static []layerFile
+	koData          bool
+}
+
+func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, out string, ca []byte, extra extraLayers) (*PlatformImage, error) {
 	base, baseDigest, err := t.Base.Image(p)
 	if err != nil {
 		return nil, err
@@ -207,7 +227,7 @@ func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, 
 		return nil, err
 	}
 	g.log.Debug("compiled", "target", t.Name, "platform", platformString(p), "bytes", fi.Size(), "cached", cached, "took", time.Since(start).Round(time.Millisecond))
-	img, err := appImage(t, base, baseDigest, p, out, ca, t.Base.OCI())
+	img, err := appImage(t, base, baseDigest, p, out, ca, extra.scratch, extra.static, extra.koData, t.Base.OCI())
 	if err != nil {
 		return nil, fmt.Errorf("assembling %s for %s: %w", t.Name, platformString(p), err)
 	}
