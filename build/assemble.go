@@ -29,10 +29,9 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // appImage appends the application layers to base and sets the runtime
 // config. binary is the path of the compiled program on the build machine;
-// caBundle, when not nil, is added at CACertsPath; scratch, when not
-// empty, is the layer of runtime files for scratch; static are the kodata
-// and Files entries (koData tells whether a kodata directory was found).
-func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary string, caBundle []byte, scratch, static []layerFile, koData, oci bool) (v1.Image, error) {
+// caBundle, when not nil, is added at CACertsPath; extra holds the scratch
+// runtime and static files layers, built once for every platform.
+func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary string, caBundle []byte, extra extraLayers, oci bool) (v1.Image, error) {
 	layerMT, created := types.OCILayer, t.Created.UTC()
 	if !oci {
 		layerMT = types.DockerLayer
@@ -47,21 +46,13 @@ func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary 
 			Created: v1.Time{Time: created}, CreatedBy: "slipway: CA certificates " + CACertsPath, Comment: "slipway",
 		}})
 	}
-	if len(scratch) > 0 {
-		l, err := reproducibleLayer(scratch, created, layerMT)
-		if err != nil {
-			return nil, fmt.Errorf("building scratch runtime layer: %w", err)
-		}
-		adds = append(adds, mutate.Addendum{Layer: l, MediaType: layerMT, History: v1.History{
+	if extra.scratch != nil {
+		adds = append(adds, mutate.Addendum{Layer: extra.scratch, MediaType: layerMT, History: v1.History{
 			Created: v1.Time{Time: created}, CreatedBy: "slipway: scratch runtime files (" + scratchSummary(t.Image.Scratch) + ")", Comment: "slipway",
 		}})
 	}
-	if len(static) > 0 {
-		l, err := reproducibleLayer(static, created, layerMT)
-		if err != nil {
-			return nil, fmt.Errorf("building static files layer: %w", err)
-		}
-		adds = append(adds, mutate.Addendum{Layer: l, MediaType: layerMT, History: v1.History{
+	if extra.static != nil {
+		adds = append(adds, mutate.Addendum{Layer: extra.static, MediaType: layerMT, History: v1.History{
 			Created: v1.Time{Time: created}, CreatedBy: "slipway: static files", Comment: "slipway",
 		}})
 	}
@@ -101,7 +92,7 @@ func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary 
 		cfg.WorkingDir = "/"
 	}
 	env := t.Image.Env
-	if koData {
+	if extra.koData {
 		if _, set := env[KoDataEnv]; !set {
 			env = maps.Clone(env)
 			if env == nil {
@@ -148,6 +139,35 @@ func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary 
 		ann[AnnotationBaseDigest] = baseDigest
 	}
 	return mutate.Annotations(img, ann).(v1.Image), nil
+}
+
+// extraLayers are the layers besides the binary's and the CA bundle's,
+// built once per Build and shared by its platforms (nil when absent).
+type extraLayers struct {
+	scratch, static v1.Layer
+	koData          bool // a kodata directory was found: set KO_DATA_PATH
+}
+
+// newExtraLayers builds the scratch runtime and static files layers of
+// the entries given (none: no layer).
+func newExtraLayers(t Target, scratch, static []layerFile, koData, oci bool) (extraLayers, error) {
+	mt := types.OCILayer
+	if !oci {
+		mt = types.DockerLayer
+	}
+	x := extraLayers{koData: koData}
+	var err error
+	if len(scratch) > 0 {
+		if x.scratch, err = reproducibleLayer(scratch, t.Created.UTC(), mt); err != nil {
+			return x, fmt.Errorf("building scratch runtime layer: %w", err)
+		}
+	}
+	if len(static) > 0 {
+		if x.static, err = reproducibleLayer(static, t.Created.UTC(), mt); err != nil {
+			return x, fmt.Errorf("building static files layer: %w", err)
+		}
+	}
+	return x, nil
 }
 
 // scratchSummary names the chosen scratch files, for the layer history.

@@ -295,7 +295,11 @@ func TestAppImageHabits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, err := appImage(tg, empty.Image, "", p, bin, nil, scratch, static, true, true)
+		extra, err := newExtraLayers(tg, scratch, static, true, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := appImage(tg, empty.Image, "", p, bin, nil, extra, true)
 		if err != nil {
 			t.Fatal(err)
 		}
