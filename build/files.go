@@ -77,9 +77,27 @@ func staticFiles(t Target) ([]layerFile, error) {
 		out = append(out, lfs...)
 	}
 	bin := path.Join(AppDir, t.Name)
+	explicit := map[string]bool{}
 	for _, f := range out {
 		if f.path == bin {
 			return nil, fmt.Errorf("static file %s would replace the binary", bin)
+		}
+		if f.dir {
+			explicit[f.path] = true
+		}
+	}
+	// A layer's directory entry replaces the mode and owner of the
+	// directory below it: keep /tmp (1777) and nonroot's home as scratch
+	// and distroless have them when files go under them.
+	for _, d := range []layerFile{dirEntry("/tmp", 0o1777, 0, 0), dirEntry("/home/nonroot", 0o700, nonrootID, nonrootID)} {
+		if explicit[d.path] {
+			continue
+		}
+		for _, f := range out {
+			if strings.HasPrefix(f.path, d.path+"/") {
+				out = append(out, d)
+				break
+			}
 		}
 	}
 	return out, nil

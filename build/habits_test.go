@@ -223,6 +223,30 @@ func TestStaticFiles(t *testing.T) {
 		}
 	}
 
+	// Files under /tmp and /home/nonroot keep those directories' modes
+	// and owners (a layer's directory entry replaces the one below).
+	files, err = staticFiles(Target{Name: "app", Dir: dir, Main: "./conf", Files: []File{
+		{Src: filepath.Join(dir, "conf/app.yaml"), Dst: "/tmp/seed/app.yaml"},
+		{Src: filepath.Join(dir, "conf/app.yaml"), Dst: "/home/nonroot/.app.yaml"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err = reproducibleLayer(files, time.Unix(0, 0), types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ = layerEntries(t, l)
+	if e := m["tmp/"]; e.mode != 0o1777 || e.uid != 0 {
+		t.Errorf("tmp/ = %+v, want mode 1777", e)
+	}
+	if e := m["tmp/seed/"]; e.mode != 0o755 {
+		t.Errorf("tmp/seed/ = %+v", e)
+	}
+	if e := m["home/nonroot/"]; e.mode != 0o700 || e.uid != nonrootID {
+		t.Errorf("home/nonroot/ = %+v", e)
+	}
+
 	// No kodata, no files: nothing.
 	if files, err := staticFiles(Target{Name: "app", Dir: dir, Main: "./conf"}); err != nil || len(files) != 0 {
 		t.Errorf("no kodata: %d files, %v", len(files), err)

@@ -26,6 +26,7 @@ func TestValidateImageHabits(t *testing.T) {
 		{"no dst", head + "    files:\n      - src: x\n", "targets[0].files[0].dst", "required", 4},
 		{"relative dst", head + "    files:\n      - src: x\n        dst: etc/a\n", "targets[0].files[0].dst", "absolute", 5},
 		{"root dst", head + "    files:\n      - src: x\n        dst: /\n", "targets[0].files[0].dst", "absolute", 5},
+		{"binary dst", head + "    files:\n      - src: x\n        dst: /app/a\n", "targets[0].files[0].dst", "the binary", 5},
 		{"bad mode", head + "    files:\n      - src: x\n        dst: /a\n        mode: rw\n", "targets[0].files[0].mode", "octal", 6},
 		{"mode too big", head + "    files:\n      - src: x\n        dst: /a\n        mode: \"17777\"\n", "targets[0].files[0].mode", "octal", 6},
 		{"scratch on other base", "base: example.com/base:1\n" + head + "    image:\n      scratch:\n        tmp: true\n", "targets[0].image.scratch.tmp", "scratch base only", 6},

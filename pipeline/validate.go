@@ -239,6 +239,9 @@ func checkImageHabits(t *Target, base string) (key, msg string) {
 		if !path.IsAbs(f.Dst) || path.Clean(f.Dst) == "/" {
 			return k + ".dst", fmt.Sprintf("must be an absolute path below /, got %q", f.Dst)
 		}
+		if path.Clean(f.Dst) == path.Join(build.AppDir, t.Name) {
+			return k + ".dst", fmt.Sprintf("%s is the binary", f.Dst)
+		}
 		if _, err := FileMode(f.Mode); err != nil {
 			return k + ".mode", err.Error()
 		}
