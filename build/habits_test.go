@@ -121,6 +121,9 @@ func TestScratchLayerFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if size, err := l.Size(); err == nil {
+		t.Logf("scratch runtime layer: %d entries, %d bytes compressed", len(files), size)
+	}
 	m, names := layerEntries(t, l)
 	if !slices.IsSorted(names) {
 		t.Error("entries are not sorted")
