@@ -2,6 +2,7 @@ package build
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"sort"
 	"strings"
@@ -28,8 +29,9 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // appImage appends the application layers to base and sets the runtime
 // config. binary is the path of the compiled program on the build machine;
-// caBundle, when not nil, is added at CACertsPath.
-func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary string, caBundle []byte, oci bool) (v1.Image, error) {
+// caBundle, when not nil, is added at CACertsPath; extra holds the scratch
+// runtime and static files layers, built once for every platform.
+func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary string, caBundle []byte, extra extraLayers, oci bool) (v1.Image, error) {
 	layerMT, created := types.OCILayer, t.Created.UTC()
 	if !oci {
 		layerMT = types.DockerLayer
@@ -42,6 +44,16 @@ func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary 
 		}
 		adds = append(adds, mutate.Addendum{Layer: l, MediaType: layerMT, History: v1.History{
 			Created: v1.Time{Time: created}, CreatedBy: "slipway: CA certificates " + CACertsPath, Comment: "slipway",
+		}})
+	}
+	if extra.scratch != nil {
+		adds = append(adds, mutate.Addendum{Layer: extra.scratch, MediaType: layerMT, History: v1.History{
+			Created: v1.Time{Time: created}, CreatedBy: "slipway: scratch runtime files (" + scratchSummary(t.Image.Scratch) + ")", Comment: "slipway",
+		}})
+	}
+	if extra.static != nil {
+		adds = append(adds, mutate.Addendum{Layer: extra.static, MediaType: layerMT, History: v1.History{
+			Created: v1.Time{Time: created}, CreatedBy: "slipway: static files", Comment: "slipway",
 		}})
 	}
 	binPath := path.Join(AppDir, t.Name)
@@ -79,7 +91,22 @@ func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary 
 	} else if cfg.WorkingDir == "" {
 		cfg.WorkingDir = "/"
 	}
-	cfg.Env = mergeEnv(cfg.Env, t.Image.Env)
+	env := t.Image.Env
+	if extra.koData {
+		if _, set := env[KoDataEnv]; !set {
+			env = maps.Clone(env)
+			if env == nil {
+				env = map[string]string{}
+			}
+			env[KoDataEnv] = KoDataPath
+		}
+	}
+	cfg.Env = mergeEnv(cfg.Env, env)
+	if t.Image.Healthcheck != nil {
+		hc := *t.Image.Healthcheck
+		hc.Test = append([]string(nil), hc.Test...)
+		cfg.Healthcheck = &hc
+	}
 	if len(t.Image.Ports) > 0 {
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = map[string]struct{}{}
@@ -112,6 +139,50 @@ func appImage(t Target, base v1.Image, baseDigest string, p v1.Platform, binary 
 		ann[AnnotationBaseDigest] = baseDigest
 	}
 	return mutate.Annotations(img, ann).(v1.Image), nil
+}
+
+// extraLayers are the layers besides the binary's and the CA bundle's,
+// built once per Build and shared by its platforms (nil when absent).
+type extraLayers struct {
+	scratch, static v1.Layer
+	koData          bool // a kodata directory was found: set KO_DATA_PATH
+}
+
+// newExtraLayers builds the scratch runtime and static files layers of
+// the entries given (none: no layer).
+func newExtraLayers(t Target, scratch, static []layerFile, koData, oci bool) (extraLayers, error) {
+	mt := types.OCILayer
+	if !oci {
+		mt = types.DockerLayer
+	}
+	x := extraLayers{koData: koData}
+	var err error
+	if len(scratch) > 0 {
+		if x.scratch, err = reproducibleLayer(scratch, t.Created.UTC(), mt); err != nil {
+			return x, fmt.Errorf("building scratch runtime layer: %w", err)
+		}
+	}
+	if len(static) > 0 {
+		if x.static, err = reproducibleLayer(static, t.Created.UTC(), mt); err != nil {
+			return x, fmt.Errorf("building static files layer: %w", err)
+		}
+	}
+	return x, nil
+}
+
+// scratchSummary names the chosen scratch files, for the layer history.
+func scratchSummary(s ScratchFiles) string {
+	var parts []string
+	if s.Zoneinfo {
+		parts = append(parts, "zoneinfo")
+	}
+	if s.Passwd {
+		parts = append(parts, "passwd")
+	}
+	if s.Tmp {
+		parts = append(parts, "tmp")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // annotations are the OCI annotations set on every manifest and the index.

@@ -38,6 +38,10 @@ type Target struct {
 	Base *Base
 	// Image configures the image's runtime config and metadata.
 	Image ImageConfig
+	// Files are copied into the image, in one layer with the main
+	// package's kodata directory (ko's convention: copied to KoDataPath,
+	// with KO_DATA_PATH set), before the binary's layer.
+	Files []File
 	// Created is the timestamp recorded in configs, annotations and tar
 	// entries. A zero value means the Unix epoch.
 	Created time.Time
@@ -70,6 +74,12 @@ type ImageConfig struct {
 	Workdir string
 	// Args are passed to the entrypoint (the image's Cmd).
 	Args []string
+	// Healthcheck, when set, is the image config's Healthcheck. Its Test
+	// is written as given (e.g. ["CMD", "/app/hello", "-health"]).
+	Healthcheck *v1.HealthConfig
+	// Scratch chooses the runtime files added on the scratch base (ignored
+	// on other bases).
+	Scratch ScratchFiles
 }
 
 // DefaultUser is the user images run as unless configured: the conventional

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,6 +24,9 @@ type GoBuilder struct {
 	caMode   string
 	caBundle []byte
 	cache    *binaryCache
+
+	zoneMu  sync.Mutex
+	zoneZip []byte // the toolchain's zoneinfo.zip, read once
 }
 
 var _ Builder = (*GoBuilder)(nil)
@@ -118,6 +122,20 @@ func New(opts ...Option) (*GoBuilder, error) {
 	return g, nil
 }
 
+// zoneinfo is the toolchain's zoneinfo.zip, read on first use.
+func (g *GoBuilder) zoneinfo(ctx context.Context) ([]byte, error) {
+	g.zoneMu.Lock()
+	defer g.zoneMu.Unlock()
+	if g.zoneZip == nil {
+		b, err := toolchainZoneinfo(ctx, g.gobin)
+		if err != nil {
+			return nil, err
+		}
+		g.zoneZip = b
+	}
+	return g.zoneZip, nil
+}
+
 func (g *GoBuilder) caCerts() ([]byte, error) {
 	switch {
 	case g.caMode == CANone:
@@ -141,11 +159,27 @@ func (g *GoBuilder) Build(ctx context.Context, t Target) (*Result, error) {
 		return nil, err
 	}
 	var ca []byte
+	var scratch []layerFile
 	if t.Base.IsScratch() {
 		var err error
 		if ca, err = g.caCerts(); err != nil {
 			return nil, err
 		}
+		if scratch, err = scratchLayerFiles(t.Image.Scratch, func() ([]byte, error) { return g.zoneinfo(ctx) }); err != nil {
+			return nil, fmt.Errorf("target %s: %w", t.Name, err)
+		}
+	}
+	static, err := staticFiles(t)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", t.Name, err)
+	}
+	kd, err := t.koData()
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", t.Name, err)
+	}
+	extra, err := newExtraLayers(t, scratch, static, kd != "", t.Base.OCI())
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", t.Name, err)
 	}
 	tmp, err := os.MkdirTemp("", "slipway-build-")
 	if err != nil {
@@ -157,7 +191,7 @@ func (g *GoBuilder) Build(ctx context.Context, t Target) (*Result, error) {
 	eg, ectx := errgroup.WithContext(ctx)
 	for i, p := range t.Platforms {
 		eg.Go(func() error {
-			pi, err := g.buildPlatform(ectx, t, p, filepath.Join(tmp, fmt.Sprintf("%d", i)), ca)
+			pi, err := g.buildPlatform(ectx, t, p, filepath.Join(tmp, fmt.Sprintf("%d", i)), ca, extra)
 			if err != nil {
 				return err
 			}
@@ -183,7 +217,7 @@ func (g *GoBuilder) Build(ctx context.Context, t Target) (*Result, error) {
 	return res, nil
 }
 
-func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, out string, ca []byte) (*PlatformImage, error) {
+func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, out string, ca []byte, extra extraLayers) (*PlatformImage, error) {
 	base, baseDigest, err := t.Base.Image(p)
 	if err != nil {
 		return nil, err
@@ -207,7 +241,7 @@ func (g *GoBuilder) buildPlatform(ctx context.Context, t Target, p v1.Platform, 
 		return nil, err
 	}
 	g.log.Debug("compiled", "target", t.Name, "platform", platformString(p), "bytes", fi.Size(), "cached", cached, "took", time.Since(start).Round(time.Millisecond))
-	img, err := appImage(t, base, baseDigest, p, out, ca, t.Base.OCI())
+	img, err := appImage(t, base, baseDigest, p, out, ca, extra, t.Base.OCI())
 	if err != nil {
 		return nil, fmt.Errorf("assembling %s for %s: %w", t.Name, platformString(p), err)
 	}

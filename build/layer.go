@@ -16,11 +16,20 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// layerFile is one regular file of a layer.
+// layerFile is one regular file of a layer, or a directory when dir is
+// set (then data is nil).
 type layerFile struct {
-	path string // absolute path in the image, e.g. /app/hello
-	mode int64
-	data func() (io.ReadCloser, int64, error)
+	path     string // absolute path in the image, e.g. /app/hello
+	mode     int64
+	data     func() (io.ReadCloser, int64, error)
+	dir      bool
+	uid, gid int // owner; 0 (root) unless set
+}
+
+// dirEntry is an explicit directory of a layer, with its own mode and owner
+// (parent directories added implicitly are 0755 root).
+func dirEntry(p string, mode int64, uid, gid int) layerFile {
+	return layerFile{path: p, mode: mode, dir: true, uid: uid, gid: gid}
 }
 
 // reproducibleLayer builds a gzip layer from files. Entries are sorted, every
@@ -31,7 +40,11 @@ func reproducibleLayer(files []layerFile, mtime time.Time, mt types.MediaType) (
 	tw := tar.NewWriter(&buf)
 	mtime = mtime.UTC()
 	dirs := map[string]bool{}
+	explicit := map[string]layerFile{}
 	for _, f := range files {
+		if f.dir {
+			explicit[f.path] = f
+		}
 		for d := path.Dir(f.path); d != "/" && d != "."; d = path.Dir(d) {
 			dirs[d] = true
 		}
@@ -43,25 +56,36 @@ func reproducibleLayer(files []layerFile, mtime time.Time, mt types.MediaType) (
 	}
 	var entries []entry
 	for d := range dirs {
-		entries = append(entries, entry{name: strings.TrimPrefix(d, "/") + "/", dir: true})
+		if _, ok := explicit[d]; !ok {
+			entries = append(entries, entry{name: strings.TrimPrefix(d, "/") + "/", dir: true, f: layerFile{path: d, mode: 0o755, dir: true}})
+		}
 	}
+	seen := map[string]bool{}
 	for _, f := range files {
-		entries = append(entries, entry{name: strings.TrimPrefix(f.path, "/"), f: f})
+		if seen[f.path] {
+			return nil, fmt.Errorf("%s is in the layer twice", f.path)
+		}
+		seen[f.path] = true
+		name := strings.TrimPrefix(f.path, "/")
+		if f.dir {
+			name += "/"
+		}
+		entries = append(entries, entry{name: name, dir: f.dir, f: f})
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	for _, e := range entries {
 		hdr := &tar.Header{
 			Name:    e.name,
-			Uid:     0,
-			Gid:     0,
-			Uname:   "root",
-			Gname:   "root",
+			Uid:     e.f.uid,
+			Gid:     e.f.gid,
+			Uname:   ownerName(e.f.uid),
+			Gname:   ownerName(e.f.gid),
 			ModTime: mtime,
 			Format:  tar.FormatPAX,
 		}
 		if e.dir {
 			hdr.Typeflag = tar.TypeDir
-			hdr.Mode = 0o755
+			hdr.Mode = e.f.mode
 			if err := tw.WriteHeader(hdr); err != nil {
 				return nil, err
 			}
@@ -101,6 +125,18 @@ func reproducibleLayer(files []layerFile, mtime time.Time, mt types.MediaType) (
 		return nil, err
 	}
 	return &plainLayer{l}, nil
+}
+
+// ownerName is the user or group name recorded for id: the names of the
+// /etc/passwd and /etc/group slipway writes on scratch.
+func ownerName(id int) string {
+	switch id {
+	case 0:
+		return "root"
+	case nonrootID:
+		return "nonroot"
+	}
+	return ""
 }
 
 // plainLayer hides the tarball layer's Descriptor method, whose empty (not

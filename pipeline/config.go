@@ -79,6 +79,22 @@ type Target struct {
 	Tags []string `yaml:"tags" mapstructure:"tags"`
 	// Image is the image's runtime config and metadata.
 	Image ImageConfig `yaml:"image" mapstructure:"image"`
+	// Files are copied into the image (beside ko's convention: a kodata
+	// directory next to the main package goes to /var/run/ko, with
+	// KO_DATA_PATH set).
+	Files []FileConfig `yaml:"files" mapstructure:"files"`
+}
+
+// FileConfig is a file or directory copied into a target's image.
+type FileConfig struct {
+	// Src is a file or directory, relative to the config file.
+	Src string `yaml:"src" mapstructure:"src"`
+	// Dst is the absolute path it becomes in the image (a directory's
+	// contents go under it).
+	Dst string `yaml:"dst" mapstructure:"dst"`
+	// Mode is the octal permission of the files copied, e.g. "0640"
+	// (default 0644, or 0755 for a file executable by its owner).
+	Mode string `yaml:"mode" mapstructure:"mode"`
 }
 
 // ImageConfig is the runtime config and metadata of a target's image.
@@ -97,6 +113,40 @@ type ImageConfig struct {
 	Workdir string `yaml:"workdir" mapstructure:"workdir"`
 	// Args are the arguments passed to the binary.
 	Args []string `yaml:"args" mapstructure:"args"`
+	// Scratch chooses the runtime files added on the scratch base (each
+	// default true).
+	Scratch ScratchConfig `yaml:"scratch" mapstructure:"scratch"`
+	// Healthcheck is the image config's Healthcheck.
+	Healthcheck *HealthcheckConfig `yaml:"healthcheck" mapstructure:"healthcheck"`
+}
+
+// ScratchConfig chooses the runtime files of images on scratch.
+type ScratchConfig struct {
+	// Zoneinfo adds the Go toolchain's time zone database at
+	// /usr/share/zoneinfo (default true).
+	Zoneinfo *bool `yaml:"zoneinfo" mapstructure:"zoneinfo"`
+	// Passwd adds /etc/passwd and /etc/group naming root, nobody and
+	// nonroot (65532), and /home/nonroot (default true).
+	Passwd *bool `yaml:"passwd" mapstructure:"passwd"`
+	// Tmp adds /tmp with mode 1777 (default true).
+	Tmp *bool `yaml:"tmp" mapstructure:"tmp"`
+}
+
+// HealthcheckConfig is a container health check, as a Dockerfile's
+// HEALTHCHECK (exec form only: scratch has no shell).
+type HealthcheckConfig struct {
+	// Test is the command and its arguments, e.g. ["/app/hello", "-health"]
+	// (a leading "CMD" is allowed; ["NONE"] disables the base's check).
+	Test []string `yaml:"test" mapstructure:"test"`
+	// Interval between checks (default: the runtime's, 30s).
+	Interval ConfigDuration `yaml:"interval" mapstructure:"interval"`
+	// Timeout of one check (default: the runtime's, 30s).
+	Timeout ConfigDuration `yaml:"timeout" mapstructure:"timeout"`
+	// StartPeriod is the grace period after start (default: the runtime's, 0s).
+	StartPeriod ConfigDuration `yaml:"start_period" mapstructure:"start_period"`
+	// Retries is how many consecutive failures make the container unhealthy
+	// (default: the runtime's, 3).
+	Retries int `yaml:"retries" mapstructure:"retries"`
 }
 
 // ScanConfig configures the vulnerability scan and its gate.
@@ -284,6 +334,8 @@ var (
 		"Config": "", "Target": "targets[]", "ImageConfig": "targets[].image",
 		"ScanConfig": "scan", "DBConfig": "scan.db", "ReportConfig": "scan.reports[]",
 		"SignConfig": "sign", "PolicyConfig": "policy", "BasePolicy": "base_policy",
+		"FileConfig": "targets[].files[]", "ScratchConfig": "targets[].image.scratch",
+		"HealthcheckConfig": "targets[].image.healthcheck",
 	}
 )
 

@@ -156,7 +156,22 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		}
 		bt.Platforms = dedupePlatforms(bt.Platforms)
 		img := t.Image
-		bt.Image = build.ImageConfig{User: img.User, Ports: img.Ports, Workdir: img.Workdir, Args: img.Args}
+		bt.Image = build.ImageConfig{User: img.User, Ports: img.Ports, Workdir: img.Workdir, Args: img.Args,
+			Scratch: scratchFiles(img.Scratch), Healthcheck: healthConfig(img.Healthcheck)}
+		for n, f := range t.Files {
+			mode, err := FileMode(f.Mode)
+			if err != nil {
+				return nil, &ConfigError{Key: fmt.Sprintf("%s.files[%d].mode", key, n), Msg: err.Error()}
+			}
+			src := f.Src
+			if !filepath.IsAbs(src) {
+				src = filepath.Join(o.ConfigDir, src)
+			}
+			if src, err = filepath.Abs(src); err != nil {
+				return nil, err
+			}
+			bt.Files = append(bt.Files, build.File{Src: src, Dst: f.Dst, Mode: mode})
+		}
 		if bt.Image.Env, err = expandMap(img.Env, data); err != nil {
 			return nil, wrap("image.env", err)
 		}
@@ -184,6 +199,31 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		return nil, err
 	}
 	return jobs, nil
+}
+
+// scratchFiles applies the defaults (every file on) to image.scratch.
+func scratchFiles(s ScratchConfig) build.ScratchFiles {
+	on := func(b *bool) bool { return b == nil || *b }
+	return build.ScratchFiles{Zoneinfo: on(s.Zoneinfo), Passwd: on(s.Passwd), Tmp: on(s.Tmp)}
+}
+
+// healthConfig is image.healthcheck (validated) as the image config's
+// Healthcheck: the test in exec form, ["CMD", command, args…].
+func healthConfig(h *HealthcheckConfig) *v1.HealthConfig {
+	if h == nil {
+		return nil
+	}
+	test := h.Test
+	if test[0] != "CMD" && test[0] != "NONE" {
+		test = append([]string{"CMD"}, test...)
+	}
+	return &v1.HealthConfig{
+		Test:        append([]string(nil), test...),
+		Interval:    time.Duration(h.Interval),
+		Timeout:     time.Duration(h.Timeout),
+		StartPeriod: time.Duration(h.StartPeriod),
+		Retries:     h.Retries,
+	}
 }
 
 // checkMains runs build.CheckMain for every job, concurrently (one go list

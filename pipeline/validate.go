@@ -3,10 +3,12 @@ package pipeline
 import (
 	"fmt"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/slipway-build/slipway/build"
@@ -120,6 +122,13 @@ func (c *Config) Validate(file string) error {
 		if t.Image.Workdir != "" && !strings.HasPrefix(t.Image.Workdir, "/") {
 			return bad(k+".image.workdir", "must be absolute, got %q", t.Image.Workdir)
 		}
+		base := t.Base
+		if base == "" {
+			base = c.Base
+		}
+		if key, msg := checkImageHabits(t, base); key != "" {
+			return bad(k+"."+key, "%s", msg)
+		}
 	}
 	if len(c.Scan.Severity) == 0 {
 		for _, s := range scan.DefaultSeverities {
@@ -213,6 +222,78 @@ func (c *Config) Validate(file string) error {
 		}
 	}
 	return nil
+}
+
+// checkImageHabits checks a target's files, image.scratch and
+// image.healthcheck, and returns the key (below the target) and the
+// problem of the first bad one.
+func checkImageHabits(t *Target, base string) (key, msg string) {
+	for j, f := range t.Files {
+		k := fmt.Sprintf("files[%d]", j)
+		if f.Src == "" {
+			return k + ".src", "required"
+		}
+		if f.Dst == "" {
+			return k + ".dst", "required"
+		}
+		if !path.IsAbs(f.Dst) || path.Clean(f.Dst) == "/" {
+			return k + ".dst", fmt.Sprintf("must be an absolute path below /, got %q", f.Dst)
+		}
+		if path.Clean(f.Dst) == path.Join(build.AppDir, t.Name) {
+			return k + ".dst", fmt.Sprintf("%s is the binary", f.Dst)
+		}
+		if _, err := FileMode(f.Mode); err != nil {
+			return k + ".mode", err.Error()
+		}
+	}
+	s := t.Image.Scratch
+	for _, o := range []struct {
+		key string
+		v   *bool
+	}{{"zoneinfo", s.Zoneinfo}, {"passwd", s.Passwd}, {"tmp", s.Tmp}} {
+		if o.v != nil && *o.v && base != build.Scratch {
+			return "image.scratch." + o.key, fmt.Sprintf("applies to the scratch base only (base is %q)", base)
+		}
+	}
+	hc := t.Image.Healthcheck
+	if hc == nil {
+		return "", ""
+	}
+	switch {
+	case len(hc.Test) == 0:
+		return "image.healthcheck.test", "required: the command and its arguments"
+	case hc.Test[0] == "CMD-SHELL":
+		return "image.healthcheck.test", "exec form only (there is no shell on scratch): give the command and its arguments"
+	case hc.Test[0] == "NONE" && len(hc.Test) > 1:
+		return "image.healthcheck.test", "NONE takes no arguments"
+	case hc.Test[0] == "CMD" && len(hc.Test) == 1:
+		return "image.healthcheck.test", "CMD needs a command"
+	}
+	for _, d := range []struct {
+		key string
+		v   ConfigDuration
+	}{{"interval", hc.Interval}, {"timeout", hc.Timeout}, {"start_period", hc.StartPeriod}} {
+		if d.v < 0 || d.v > 0 && time.Duration(d.v) < time.Millisecond {
+			return "image.healthcheck." + d.key, fmt.Sprintf("must be 0 (the runtime's default) or at least 1ms, got %s", d.v)
+		}
+	}
+	if hc.Retries < 0 {
+		return "image.healthcheck.retries", fmt.Sprintf("must not be negative, got %d", hc.Retries)
+	}
+	return "", ""
+}
+
+// FileMode parses a files[].mode: octal permission bits ("0640", "755");
+// "" is 0 (the default).
+func FileMode(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	m, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
+	if err != nil || m == 0 || m > 0o7777 {
+		return 0, fmt.Errorf("want octal permission bits such as \"0644\", got %q", s)
+	}
+	return int64(m), nil
 }
 
 func checkBase(s string) error {
