@@ -171,16 +171,9 @@ func hashInputs(ctx context.Context, h io.Writer, gobin string, t Target, env []
 		return nil
 	}
 	var main listedPackage
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var pkg listedPackage
-		if err := dec.Decode(&pkg); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return fmt.Errorf("reading go list output: %w", err)
-		}
+	err = eachListed(out, func(pkg listedPackage) error {
 		if pkg.Standard {
-			continue
+			return nil
 		}
 		main = pkg
 		fmt.Fprintf(h, "package\x00%s\x00", pkg.ImportPath)
@@ -188,7 +181,7 @@ func hashInputs(ctx context.Context, h io.Writer, gobin string, t Target, env []
 			return err
 		}
 		if inCache(pkg.Dir) {
-			continue
+			return nil
 		}
 		for _, list := range [][]string{pkg.GoFiles, pkg.CgoFiles, pkg.CFiles, pkg.CXXFiles, pkg.MFiles, pkg.HFiles, pkg.FFiles,
 			pkg.SFiles, pkg.SwigFiles, pkg.SwigCXXFiles, pkg.SysoFiles, pkg.EmbedFiles} {
@@ -199,6 +192,10 @@ func hashInputs(ctx context.Context, h io.Writer, gobin string, t Target, env []
 				}
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	// The main package comes last; go build reads its default.pgo unless
 	// -pgo says otherwise (then the flag is in the key, and a named
@@ -238,6 +235,23 @@ type listing struct {
 
 func listingKey(gobin string, t Target, env []string) string {
 	return strings.Join([]string{gobin, t.Dir, t.Main, strings.Join(t.Flags, "\x01"), strings.Join(env, "\x01")}, "\x00")
+}
+
+// eachListed calls f for each package of a `go list -json` output, in
+// order (dependencies first, the main package last).
+func eachListed(out []byte, f func(listedPackage) error) error {
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var pkg listedPackage
+		if err := dec.Decode(&pkg); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("reading go list output: %w", err)
+		}
+		if err := f(pkg); err != nil {
+			return err
+		}
+	}
 }
 
 // listDeps runs `go list -deps -json` for t's main package with env (or

@@ -1,13 +1,9 @@
 package build
 
 import (
-	"bytes"
 	"context"
 	"debug/buildinfo"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 )
@@ -58,17 +54,14 @@ func CheckMain(ctx context.Context, t *Target) error {
 		return nil
 	}
 	var pkgs []string
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var pkg listedPackage
-		if err := dec.Decode(&pkg); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil // go build will say what is wrong
-		}
+	err = eachListed(out, func(pkg listedPackage) error {
 		if !pkg.DepOnly {
 			pkgs = append(pkgs, pkg.ImportPath+" "+pkg.Name)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil // go build will say what is wrong
 	}
 	t.listed = &listing{key: listingKey(gobin, *t, env), out: out}
 	if len(pkgs) == 1 && strings.HasSuffix(pkgs[0], " main") {

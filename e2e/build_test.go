@@ -111,10 +111,10 @@ func TestBuildPushAndRun(t *testing.T) {
 	runImage(t, img)
 }
 
-// runImage unpacks img with umoci, runs it with runc in the host network
-// namespace, checks /health/live and the uid, then stops it with SIGTERM
-// and expects exit status 0 within the grace period.
-func runImage(t *testing.T, img v1.Image) {
+// runcBundle unpacks img with umoci into a runc bundle (skipping when
+// umoci or runc is missing, unless SLIPWAY_REQUIRE_TOOLS) and lets edit
+// change its process and linux sections (terminal is already off).
+func runcBundle(t *testing.T, img v1.Image, edit func(proc, linux map[string]any)) string {
 	t.Helper()
 	for _, tool := range []string{"umoci", "runc"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -136,7 +136,6 @@ func runImage(t *testing.T, img v1.Image) {
 	if out, err := exec.Command("umoci", "unpack", "--image", filepath.Join(dir, "oci")+":run", bundle).CombinedOutput(); err != nil {
 		t.Fatalf("umoci unpack: %v\n%s", err, out)
 	}
-	port := testutil.FreePort(t)
 	cfgPath := filepath.Join(bundle, "config.json")
 	var spec map[string]any
 	b, err := os.ReadFile(cfgPath)
@@ -148,21 +147,32 @@ func runImage(t *testing.T, img v1.Image) {
 	}
 	proc := spec["process"].(map[string]any)
 	proc["terminal"] = false
-	proc["env"] = append(proc["env"].([]any), fmt.Sprintf("HELLO_ADDR=127.0.0.1:%d", port), "HELLO_GRACE=5s")
-	linux := spec["linux"].(map[string]any)
-	var ns []any
-	for _, n := range linux["namespaces"].([]any) {
-		if n.(map[string]any)["type"] != "network" {
-			ns = append(ns, n)
-		}
-	}
-	linux["namespaces"] = ns
+	edit(proc, spec["linux"].(map[string]any))
 	if b, err = json.Marshal(spec); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return bundle
+}
+
+// runImage unpacks img with umoci, runs it with runc in the host network
+// namespace, checks /health/live and the uid, then stops it with SIGTERM
+// and expects exit status 0 within the grace period.
+func runImage(t *testing.T, img v1.Image) {
+	t.Helper()
+	port := testutil.FreePort(t)
+	bundle := runcBundle(t, img, func(proc, linux map[string]any) {
+		proc["env"] = append(proc["env"].([]any), fmt.Sprintf("HELLO_ADDR=127.0.0.1:%d", port), "HELLO_GRACE=5s")
+		var ns []any
+		for _, n := range linux["namespaces"].([]any) {
+			if n.(map[string]any)["type"] != "network" {
+				ns = append(ns, n)
+			}
+		}
+		linux["namespaces"] = ns
+	})
 
 	id := fmt.Sprintf("slipway-e2e-%d", port)
 	var logs strings.Builder
@@ -181,6 +191,7 @@ func runImage(t *testing.T, img v1.Image) {
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	client := &http.Client{Timeout: time.Second}
 	var live *http.Response
+	var err error
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		live, err = client.Get(base + "/health/live")

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
@@ -117,46 +114,11 @@ func buildHabits(t *testing.T, dir string) (v1.Image, string) {
 // unless the exit status is 0, and returns the output.
 func runToExit(t *testing.T, img v1.Image, args []string) string {
 	t.Helper()
-	for _, tool := range []string{"umoci", "runc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("SLIPWAY_REQUIRE_TOOLS") != "" {
-				t.Fatalf("%s not installed (run make deps)", tool)
-			}
-			t.Skipf("%s not installed", tool)
+	bundle := runcBundle(t, img, func(proc, _ map[string]any) {
+		if args != nil {
+			proc["args"] = args
 		}
-	}
-	dir := t.TempDir()
-	lp, err := layout.Write(filepath.Join(dir, "oci"), empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "run"})); err != nil {
-		t.Fatal(err)
-	}
-	bundle := filepath.Join(dir, "bundle")
-	if out, err := exec.Command("umoci", "unpack", "--image", filepath.Join(dir, "oci")+":run", bundle).CombinedOutput(); err != nil {
-		t.Fatalf("umoci unpack: %v\n%s", err, out)
-	}
-	cfgPath := filepath.Join(bundle, "config.json")
-	var spec map[string]any
-	b, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &spec); err != nil {
-		t.Fatal(err)
-	}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	if args != nil {
-		proc["args"] = args
-	}
-	if b, err = json.Marshal(spec); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	})
 	id := fmt.Sprintf("slipway-habits-%d", time.Now().UnixNano())
 	t.Cleanup(func() { exec.Command("runc", "delete", "--force", id).Run() })
 	cmd := exec.Command("runc", "run", "--bundle", bundle, id)

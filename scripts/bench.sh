@@ -49,30 +49,7 @@ COSIGN_PASSWORD=bench "$bin" keygen --output-key-prefix "$work/cosign" >/dev/nul
 export GOPROXY=off HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=
 export SOURCE_DATE_EPOCH=1700000000 GOFLAGS=-buildvcs=false COSIGN_PASSWORD=bench
 
-# start_logged_registry DIR: start_registry with the access log on, in
-# DIR/registry.log; sets REGISTRY and REGISTRY_PID.
-start_logged_registry() {
-	local dir=$1 port
-	port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-	mkdir -p "$dir"
-	cat > "$dir/config.yml" <<EOC
-version: 0.1
-log: {level: error, accesslog: {disabled: false}}
-storage: {filesystem: {rootdirectory: $dir/storage}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$port, relativeurls: true, secret: bench}
-EOC
-	/usr/bin/docker-registry serve "$dir/config.yml" > "$dir/registry.log" 2>&1 &
-	REGISTRY_PID=$!
-	REGISTRY=127.0.0.1:$port
-	REGISTRY_LOG=$dir/registry.log
-	for _ in $(seq 100); do
-		curl -fs "http://$REGISTRY/v2/" >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	echo "registry did not start: $(cat "$dir/registry.log")" >&2
-	return 1
-}
-start_logged_registry "$work/registry"
+start_registry "$work/registry" accesslog
 
 # requests: the registry API requests logged so far, one line each as
 # "METHOD /v2/path-shape" (digests, upload ids and queries elided).

@@ -1,15 +1,19 @@
 # Shared helpers for scripts/*.sh (sourced).
 export GOEXPERIMENT=jsonv2
 
-# start_registry DIR: starts Debian's docker-registry on a free loopback port
-# with storage in DIR; sets REGISTRY=127.0.0.1:PORT and REGISTRY_PID.
+# start_registry DIR [accesslog]: starts Debian's docker-registry on a free
+# loopback port with storage in DIR (and, with "accesslog", every request
+# logged to DIR/registry.log); sets REGISTRY=127.0.0.1:PORT, REGISTRY_PID
+# and REGISTRY_LOG.
 start_registry() {
-	local dir=$1 port
+	local dir=$1 port quiet=true
+	[ "${2:-}" = accesslog ] && quiet=false
 	port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 	mkdir -p "$dir"
+	REGISTRY_LOG=$dir/registry.log
 	cat > "$dir/config.yml" <<EOC
 version: 0.1
-log: {level: error, accesslog: {disabled: true}}
+log: {level: error, accesslog: {disabled: $quiet}}
 storage: {filesystem: {rootdirectory: $dir/storage}, delete: {enabled: true}}
 http: {addr: 127.0.0.1:$port, relativeurls: true, secret: bench}
 EOC
