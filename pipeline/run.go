@@ -159,7 +159,7 @@ func Run(ctx context.Context, jobs []Job, st Stages, o RunOptions) (*Results, er
 			defer func() { <-slots }()
 			tr := &res.Targets[i]
 			start := time.Now()
-			if err := write(ctx, j, built[i], sigs[i], st.Destination, tr); err != nil {
+			if err := write(ctx, j, built[i], sigs[i], st.Destination, tr, log); err != nil {
 				errs[i] = fmt.Errorf("pushing %s: %w", j.Target.Name, err)
 				tr.Error = errs[i].Error()
 			}
@@ -281,20 +281,26 @@ func prepare(ctx context.Context, j Job, st Stages, bases *baseCache, tr *Target
 
 // write writes one target in the order that keeps every tag valid:
 // image (blobs, manifests, index), then signatures, then tags.
-func write(ctx context.Context, j Job, b *build.Result, sigs Signatures, d Destination, tr *TargetResult) error {
+func write(ctx context.Context, j Job, b *build.Result, sigs Signatures, d Destination, tr *TargetResult, log *slog.Logger) error {
+	start := time.Now()
 	ref, err := d.WriteImage(ctx, j, b)
 	if err != nil {
 		return err
 	}
 	tr.Ref = ref
+	log.Debug("wrote image", "target", j.Target.Name, "took", time.Since(start).Round(time.Millisecond))
 	if sigs != nil {
+		start = time.Now()
 		if err := d.WriteSignatures(ctx, j, b, sigs); err != nil {
 			return err
 		}
+		log.Debug("wrote signatures", "target", j.Target.Name, "took", time.Since(start).Round(time.Millisecond))
 	}
+	start = time.Now()
 	if err := d.Tag(ctx, j, b); err != nil {
 		return err
 	}
+	log.Debug("tagged", "target", j.Target.Name, "took", time.Since(start).Round(time.Millisecond))
 	tr.Pushed = true
 	return nil
 }

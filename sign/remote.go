@@ -100,10 +100,7 @@ func writeLegacySignatures(repo name.Repository, sigs *Signatures, s Subject, re
 			return fmt.Errorf("attaching signature to %s: %w", d, err)
 		}
 	}
-	if err := ociremote.WriteSignatures(repo, se, oopts...); err != nil {
-		return fmt.Errorf("writing signatures of %s: %w", d, err)
-	}
-	return rememberDigest(rec, tag, se.Signatures, want)
+	return writeSignaturesImage(tag, se.Signatures, rec, want, ropts)
 }
 
 // writeLegacyAttestations puts one subject's cosign v2 attestations at its
@@ -153,27 +150,32 @@ func writeLegacyAttestations(ctx context.Context, repo name.Repository, sigs *Si
 			return fmt.Errorf("attaching attestation to %s: %w", d, err)
 		}
 	}
-	if added > 0 {
-		if err := ociremote.WriteAttestations(repo, se, oopts...); err != nil {
-			return fmt.Errorf("writing attestations of %s: %w", d, err)
+	if added == 0 {
+		// Everything is there: record what the tag names.
+		h, err := current.Digest()
+		if err != nil {
+			return fmt.Errorf("reading attestations of %s: %w", d, err)
 		}
+		return rec.remember(tag, h, want)
 	}
-	return rememberDigest(rec, tag, se.Attestations, want)
+	return writeSignaturesImage(tag, se.Attestations, rec, want, ropts)
 }
 
-// rememberDigest records that tag names the manifest of the signatures
-// image made by get (what was just written, or found already there).
-func rememberDigest(rec *Record, tag name.Tag, get func() (oci.Signatures, error), holds []string) error {
-	if rec == nil {
-		return nil
-	}
+// writeSignaturesImage writes the signatures image made by get (the tag's
+// current one with ours merged in) to tag, as cosign's WriteSignatures and
+// WriteAttestations do, and records its digest. get is called once: on a
+// remote entity each call reads the tag again.
+func writeSignaturesImage(tag name.Tag, get func() (oci.Signatures, error), rec *Record, holds []string, ropts []remote.Option) error {
 	img, err := get()
 	if err != nil {
-		return fmt.Errorf("recording %s: %w", tag, err)
+		return fmt.Errorf("writing %s: %w", tag, err)
 	}
 	h, err := img.Digest()
 	if err != nil {
-		return fmt.Errorf("recording %s: %w", tag, err)
+		return fmt.Errorf("writing %s: %w", tag, err)
+	}
+	if err := remote.Write(tag, img, ropts...); err != nil {
+		return fmt.Errorf("writing %s: %w", tag, err)
 	}
 	return rec.remember(tag, h, holds)
 }
