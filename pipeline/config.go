@@ -38,6 +38,10 @@ type Config struct {
 	InsecureRegistries []string `yaml:"insecure_registries" mapstructure:"insecure_registries"`
 	// Jobs bounds concurrent compilations and uploads (default: CPU count).
 	Jobs int `yaml:"jobs" mapstructure:"jobs"`
+	// Extensions are the top-level keys starting with "x-": allowed and
+	// ignored, to hold YAML anchors (as docker-compose allows). Any other
+	// unknown top-level key is an error.
+	Extensions map[string]any `yaml:",inline" mapstructure:"-"`
 	// OnFailure is "abort" (default: push nothing if any target fails a
 	// gate) or "continue" (push the targets that passed).
 	OnFailure string `yaml:"on_failure" mapstructure:"on_failure"`
@@ -346,10 +350,25 @@ func DecodeStrict(file string, data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	err := dec.Decode(&c)
-	if err == nil || errors.Is(err, io.EOF) {
-		return &c, nil
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(file, data, err)
 	}
-	return nil, yamlError(file, data, err)
+	// The inline map takes every key no field names: only x-* may be there.
+	var unknown *ConfigError
+	for k := range c.Extensions {
+		if strings.HasPrefix(k, "x-") {
+			continue
+		}
+		ce := &ConfigError{File: file, Line: KeyLine(data, k), Key: k, Msg: "unknown key (top-level keys of your own start with x-)"}
+		if unknown == nil || ce.Line < unknown.Line || (ce.Line == unknown.Line && ce.Key < unknown.Key) {
+			unknown = ce
+		}
+	}
+	if unknown != nil {
+		return nil, unknown
+	}
+	c.Extensions = nil
+	return &c, nil
 }
 
 // yamlError converts a strict YAML decoding error of data into a

@@ -33,6 +33,7 @@ func TestExampleConfigsAreValid(t *testing.T) {
 func TestDecodeStrictErrors(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
 		{"unknown top key", "repositry: x\n", `f.yaml:1: repositry: unknown key`},
+		{"unknown top key after x-", "x-a: 1\nplatforms: [linux/amd64]\nrepositry: x\n", `f.yaml:3: repositry: unknown key`},
 		{"unknown target key", "targets:\n  - name: a\n    mian: .\n", `f.yaml:3: targets[].mian: unknown key`},
 		{"unknown image key", "targets:\n  - name: a\n    image:\n      usr: x\n", `f.yaml:4: targets[].image.usr: unknown key`},
 		{"unknown scan key", "scan:\n  db:\n    path: x\n", `f.yaml:3: scan.db.path: unknown key`},
@@ -54,6 +55,31 @@ func TestDecodeStrictErrors(t *testing.T) {
 	}
 	if c, err := DecodeStrict("empty.yaml", nil); err != nil || c == nil {
 		t.Fatalf("empty file: %v", err)
+	}
+}
+
+// Issue 14 item 8: top-level x-* keys are allowed and ignored, so they can
+// hold YAML anchors that targets merge, as in docker-compose files.
+func TestDecodeExtensionKeys(t *testing.T) {
+	c, err := DecodeStrict("f.yaml", []byte(`x-common: &common
+  main: ./cmd/app
+  ldflags: ["-s", "-w"]
+x-note: free text
+targets:
+  - name: a
+    <<: *common
+  - name: b
+    <<: *common
+    main: ./cmd/b
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Targets) != 2 || c.Targets[0].Main != "./cmd/app" || c.Targets[1].Main != "./cmd/b" || len(c.Targets[1].Ldflags) != 2 {
+		t.Fatalf("targets %+v", c.Targets)
+	}
+	if c.Extensions != nil {
+		t.Errorf("x- keys kept in the config: %v", c.Extensions)
 	}
 }
 
