@@ -36,13 +36,14 @@ func registerScanConfigFlags(fl *pflag.FlagSet) {
 	fl.Bool("ignore-unfixed", false, "leave findings without a fix out of the gate (config: scan.ignore_unfixed)")
 	fl.String("ignore-file", "", "Trivy .trivyignore.yaml file (config: scan.ignore_file)")
 	fl.String("db-dir", "", "vulnerability DB dir in Trivy's cache layout (config: scan.db.dir)")
-	fl.String("cache-dir", "", "per-layer scan cache (config: scan.cache_dir)")
+	fl.String("scan-cache-dir", "", "per-layer scan cache (config: scan.cache_dir)")
+	fl.String("cache-dir", "", "slipway's cache: binaries, reports, SBOMs, signature record, base content (config: cache_dir)")
 }
 
 // scanBindings maps scan flags to config keys.
 var scanBindings = map[string]string{
 	"severity": "scan.severity", "ignore-unfixed": "scan.ignore_unfixed", "ignore-file": "scan.ignore_file",
-	"db-dir": "scan.db.dir", "cache-dir": "scan.cache_dir",
+	"db-dir": "scan.db.dir", "scan-cache-dir": "scan.cache_dir", "cache-dir": "cache_dir",
 }
 
 func merge(ms ...map[string]string) map[string]string {

@@ -199,7 +199,7 @@ sign: {key: keys/cosign.key}
 scan: {ignore_file: .trivyignore.yaml, db: {dir: trivy}}
 policy: {keys: [keys/trusted.pub, env://K]}
 targets: [{name: hello}]
-`, "--cache-dir", "scancache")
+`, "--scan-cache-dir", "scancache")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,5 +379,18 @@ func TestMissingSignKeyIsConfigError(t *testing.T) {
 	_, errOut, code := runIn(t, wd, []string{"COSIGN_PASSWORD=slipway-test-password"}, "--config", cfg, "sign", "127.0.0.1:1/team/app@sha256:"+strings.Repeat("a", 64))
 	if code != exitUsage || !strings.Contains(errOut, cfg+": sign.key:") || !strings.Contains(errOut, filepath.Join(dir, "keys", "cosign.key")) {
 		t.Fatalf("exit %d, want 2 naming %s and sign.key\n%s", code, cfg, errOut)
+	}
+}
+
+// Issue 14 item 8: --cache-dir is slipway's cache (cache_dir) and
+// --scan-cache-dir the per-layer scan cache (scan.cache_dir).
+func TestCacheDirFlags(t *testing.T) {
+	lc, err := load(t, "targets: [{name: hello}]\n", "--cache-dir", "mine", "--scan-cache-dir", "layers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	if lc.CacheDir != filepath.Join(wd, "mine") || lc.Scan.CacheDir != filepath.Join(wd, "layers") {
+		t.Fatalf("cache_dir %q, scan.cache_dir %q", lc.CacheDir, lc.Scan.CacheDir)
 	}
 }
