@@ -133,6 +133,9 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 	scanOn, signOn := opt.scan, opt.sign
 	var onReport func(pipeline.Job, *scan.Report)
 	if scanOn {
+		if err := lc.checkReportOutputs(len(jobs)); err != nil {
+			return err
+		}
 		s, err := newScanner(lc, f.allowStale, log)
 		if err != nil {
 			return err
@@ -153,7 +156,7 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 			if human != nil {
 				fmt.Fprintf(human, "\n%s (%s)\n", j.Target.Name, strings.Join(rep.Platforms, ", "))
 			}
-			if err := writeReports(rep, reportsFor(lc.Scan.Reports, len(jobs)), j.Target.Name, human, os.Stdout); err != nil {
+			if err := writeReports(rep, lc.Scan.Reports, j.Target.Name, human, os.Stdout); err != nil {
 				log.Error("writing reports", "target", j.Target.Name, "err", err)
 			}
 		}
@@ -306,22 +309,20 @@ func (lc *loadedConfig) signatureRecord() (*sign.Record, error) {
 	return sign.OpenRecord(dir)
 }
 
-// reportsFor makes report outputs distinct per target when several
-// targets are scanned: "{{.Target}}" is added before the extension unless
-// the path already has it.
-func reportsFor(in []pipeline.ReportConfig, targets int) []pipeline.ReportConfig {
+// checkReportOutputs refuses, with several targets, a report output file
+// (not "-") without {{.Target}}: each target's report would overwrite the
+// previous one's.
+func (lc *loadedConfig) checkReportOutputs(targets int) error {
 	if targets < 2 {
-		return in
+		return nil
 	}
-	out := make([]pipeline.ReportConfig, len(in))
-	for i, rc := range in {
-		if rc.Output != "-" && !strings.Contains(rc.Output, "{{.Target}}") {
-			ext := filepath.Ext(rc.Output)
-			rc.Output = strings.TrimSuffix(rc.Output, ext) + "-{{.Target}}" + ext
+	for i, rc := range lc.Scan.Reports {
+		if rc.Output != "-" && rc.Output != "" && !strings.Contains(rc.Output, "{{.Target}}") {
+			return lc.configError(fmt.Sprintf("scan.reports[%d].output", i),
+				fmt.Sprintf("%q is written once per target and %d targets are built: put {{.Target}} in it (e.g. reports/{{.Target}}.sarif)", rc.Output, targets))
 		}
-		out[i] = rc
 	}
-	return out
+	return nil
 }
 
 // configError is a *pipeline.ConfigError about key, with the config file

@@ -159,3 +159,36 @@ func TestConfigErrorNamesItsSource(t *testing.T) {
 		t.Errorf("flag over env error = %q, want --platform", err)
 	}
 }
+
+// Issue 14 item 8: with several targets, a report output without
+// {{.Target}} is a config error naming the file, line and key (it was
+// silently split).
+func TestReportOutputNeedsTarget(t *testing.T) {
+	cfg := "targets: [{name: a}, {name: b}]\nscan:\n  reports:\n    - {format: json, output: \"-\"}\n    - {format: sarif, output: out.sarif}\n"
+	lc, err := load(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.checkReportOutputs(1); err != nil {
+		t.Errorf("one target: %v", err)
+	}
+	err = lc.checkReportOutputs(2)
+	var ce *pipeline.ConfigError
+	if !errors.As(err, &ce) || ce.Key != "scan.reports[1].output" || ce.Line != 5 || !strings.Contains(err.Error(), "{{.Target}}") {
+		t.Fatalf("two targets: err = %v (line %d), want scan.reports[1].output at line 5", err, lineOf(ce))
+	}
+	lc2, err := load(t, strings.Replace(cfg, "out.sarif", `"out-{{.Target}}.sarif"`, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lc2.checkReportOutputs(2); err != nil {
+		t.Errorf("with {{.Target}}: %v", err)
+	}
+}
+
+func lineOf(ce *pipeline.ConfigError) int {
+	if ce == nil {
+		return 0
+	}
+	return ce.Line
+}
