@@ -120,8 +120,8 @@ type PlatformImage struct {
 // BaseInfo identifies the base image a result was built on.
 type BaseInfo struct {
 	// Name is the base as configured ("scratch", a reference, or oci:DIR).
-	Name string
+	Name string `json:"name"`
 	// Digest is the resolved digest of the base (index or image); empty for
 	// scratch.
-	Digest string
+	Digest string `json:"digest,omitempty"`
 }

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -258,5 +259,38 @@ func TestRunLayoutTargetsSideBySide(t *testing.T) {
 	}
 	if len(entries) != len(names) {
 		t.Fatalf("layout has %d targets, want %d: %+v", len(entries), len(names), entries)
+	}
+}
+
+// Issue 14 item 12: the results JSON uses one key style (snake_case),
+// including the base ({"name", "digest"}, was {"Name", "Digest"}).
+func TestResultsJSONKeys(t *testing.T) {
+	tr := pipeline.TargetResult{Target: "a", Base: build.BaseInfo{Name: "example.com/base:1", Digest: "sha256:" + strings.Repeat("0", 64)}, Gate: "pass"}
+	b, err := json.Marshal(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	var base map[string]any
+	if err := json.Unmarshal(m["base"], &base); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for k := range base {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if strings.ToLower(k) != k {
+			t.Errorf("key %q is not snake_case: %s", k, b)
+		}
+	}
+	if base["name"] != "example.com/base:1" {
+		t.Errorf("base = %v", base)
 	}
 }
