@@ -81,6 +81,9 @@ type Target struct {
 	Env []string `yaml:"env" mapstructure:"env"`
 	// Tags are the tags to push (templated; default [latest]).
 	Tags []string `yaml:"tags" mapstructure:"tags"`
+	// Repository, when set, is this target's whole repository (as ko's
+	// --bare), instead of <repository>/<name>.
+	Repository string `yaml:"repository" mapstructure:"repository"`
 	// Image is the image's runtime config and metadata.
 	Image ImageConfig `yaml:"image" mapstructure:"image"`
 	// Files are copied into the image (beside ko's convention: a kodata

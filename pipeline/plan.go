@@ -184,10 +184,14 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		if j.SignAnnotations, err = expandMap(c.Sign.Annotations, data); err != nil {
 			return nil, &ConfigError{Key: "sign.annotations", Msg: err.Error()}
 		}
-		if c.Repository != "" {
-			repo, err := TargetRepository(c.Repository, t.Name, o.Insecure)
+		if c.Repository != "" || t.Repository != "" {
+			repo, err := c.RepositoryFor(t.Name, o.Insecure)
 			if err != nil {
-				return nil, &ConfigError{Key: "repository", Msg: err.Error()}
+				key := "repository"
+				if t.Repository != "" {
+					key = fmt.Sprintf("targets[%d].repository", i)
+				}
+				return nil, &ConfigError{Key: key, Msg: err.Error()}
 			}
 			j.Repository = repo
 		}
@@ -252,6 +256,25 @@ func checkMains(ctx context.Context, jobs []Job, keys []string) error {
 		}
 	}
 	return nil
+}
+
+// RepositoryFor is where target's image goes: the target's own
+// repository when it sets one, else <repository>/<target>. Either is
+// reached over plain HTTP when insecure (if set) allows its host.
+func (c *Config) RepositoryFor(target string, insecure func(host string) bool) (name.Repository, error) {
+	for _, t := range c.Targets {
+		if t.Name == target && t.Repository != "" {
+			var opts []name.Option
+			if r, err := name.NewRepository(t.Repository); err == nil && insecure != nil && insecure(r.RegistryStr()) {
+				opts = append(opts, name.Insecure)
+			}
+			return name.NewRepository(t.Repository, opts...)
+		}
+	}
+	if c.Repository == "" {
+		return name.Repository{}, fmt.Errorf("no repository for target %q (set repository, or the target's repository)", target)
+	}
+	return TargetRepository(c.Repository, target, insecure)
 }
 
 // TargetRepository is where target's image goes: <repository>/<target>,

@@ -86,6 +86,11 @@ func (c *Config) Validate(file string) error {
 			return bad(k+".name", "duplicate target %q", t.Name)
 		}
 		seen[t.Name] = true
+		if t.Repository != "" {
+			if _, err := name.NewRepository(t.Repository); err != nil {
+				return bad(k+".repository", "%v", err)
+			}
+		}
 		if t.Dir == "" {
 			t.Dir = "."
 		}

@@ -95,7 +95,11 @@ type optional struct{ scan, sign, summary bool }
 // pipeline.Run and hands the results to the reporters.
 func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConfig, args []string, opt optional) error {
 	if f.push && lc.Repository == "" {
-		return &pipeline.ConfigError{File: lc.File, Key: "repository", Msg: "--push needs a repository (set repository, SLIPWAY_REPOSITORY or --repository)"}
+		for _, t := range lc.Targets {
+			if t.Repository == "" && (len(args) == 0 || slices.Contains(args, t.Name)) {
+				return &pipeline.ConfigError{File: lc.File, Key: "repository", Msg: fmt.Sprintf("--push needs a repository for target %s (set repository, SLIPWAY_REPOSITORY or --repository, or the target's repository)", t.Name)}
+			}
+		}
 	}
 	log := g.logger()
 	jobs, err := pipeline.Plan(ctx, lc.Config, pipeline.PlanOptions{

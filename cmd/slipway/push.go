@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -31,8 +32,8 @@ func newPushCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if lc.Repository == "" {
-				return &usageError{fmt.Errorf("push needs --repository (or repository in the config)")}
+			if lc.Repository == "" && !slices.ContainsFunc(lc.Targets, func(t pipeline.Target) bool { return t.Repository != "" }) {
+				return &usageError{fmt.Errorf("push needs --repository (or repository in the config, or a target's repository)")}
 			}
 			dir := strings.TrimPrefix(args[0], build.LayoutPrefix)
 			l, err := publish.NewLayout(dir)
@@ -45,7 +46,7 @@ func newPushCmd(g *globalFlags) *cobra.Command {
 			}
 			allowInsecure := insecureFunc(lc.Config, insecure)
 			repoFor := func(target string) (name.Repository, error) {
-				return pipeline.TargetRepository(lc.Repository, target, allowInsecure)
+				return lc.RepositoryFor(target, allowInsecure)
 			}
 			rec, err := lc.signatureRecord()
 			if err != nil {
