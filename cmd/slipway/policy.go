@@ -74,7 +74,15 @@ was dropped. Images default to <repository>/**.`,
 				if lc.Repository == "" {
 					return &usageError{errors.New("which images does the policy apply to? set repository in slipway.yaml or give --images GLOB")}
 				}
-				images = []string{strings.TrimSuffix(lc.Repository, "/") + "/**"}
+				prefix := strings.TrimSuffix(lc.Repository, "/") + "/"
+				// A target with its own repository elsewhere would not be
+				// covered by <repository>/**: the user names the images.
+				for _, t := range lc.Targets {
+					if t.Repository != "" && !strings.HasPrefix(t.Repository, prefix) {
+						return &usageError{fmt.Errorf("target %s is pushed to %s, outside %s**: give --images GLOB for every image the policy must cover", t.Name, t.Repository, prefix)}
+					}
+				}
+				images = []string{prefix + "**"}
 			}
 			p, err := exportPolicy(pc, src)
 			if err != nil {
