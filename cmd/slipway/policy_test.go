@@ -56,6 +56,15 @@ func TestPolicyExport(t *testing.T) {
 	if _, errOut, code = runIn(t, t.TempDir(), nil, "policy", "export", "--format", "clusterimagepolicy", "--policy", ok); code != 2 || !strings.Contains(errOut, "--images") {
 		t.Fatalf("no repository and no --images: exit %d, stderr %s", code, errOut)
 	}
+	// A target pushed outside <repository>/** is not covered by the
+	// default glob: --images is required.
+	elsewhere := t.TempDir()
+	if err := os.WriteFile(filepath.Join(elsewhere, "slipway.yaml"), []byte("repository: reg.example/team\ntargets:\n  - name: a\n  - name: b\n    repository: reg.example/other/b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code = runIn(t, elsewhere, nil, "policy", "export", "--format", "clusterimagepolicy", "--policy", ok); code != 2 || !strings.Contains(errOut, "reg.example/other/b") || !strings.Contains(errOut, "--images") {
+		t.Fatalf("target outside the repository: exit %d, stderr %s", code, errOut)
+	}
 
 	// slipway.yaml signs bundles only: policy-controller's key authorities
 	// could not read them.
