@@ -279,6 +279,51 @@ func (b *Base) platforms() ([]string, error) {
 	return out, nil
 }
 
+// AllPlatforms, as a target's only platform, means every linux platform
+// of the base (as ko's --platform=all).
+const AllPlatforms = "all"
+
+// LinuxPlatforms lists the base's linux platforms, in index order:
+// attestation manifests (unknown/unknown, or annotated as such), nested
+// indexes and other operating systems are skipped. Scratch has none: "all"
+// means nothing there, and that is an error.
+func (b *Base) LinuxPlatforms() ([]v1.Platform, error) {
+	if b.IsScratch() {
+		return nil, fmt.Errorf("platforms: %s needs a base image; scratch has no platforms (list them)", AllPlatforms)
+	}
+	if b.image != nil {
+		cf, err := b.image.ConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("reading base config: %w", err)
+		}
+		if cf.OS != "linux" {
+			return nil, fmt.Errorf("base %s is %s/%s: no linux platform", b.Name, cf.OS, cf.Architecture)
+		}
+		return []v1.Platform{{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}}, nil
+	}
+	im, err := b.index.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading base index %s: %w", b.Name, err)
+	}
+	var out []v1.Platform
+	seen := map[string]bool{}
+	for _, d := range im.Manifests {
+		if d.Platform == nil || unknownPlatform(d.Platform) || !d.MediaType.IsImage() || d.Platform.OS != "linux" ||
+			d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+			continue
+		}
+		p := v1.Platform{OS: d.Platform.OS, Architecture: d.Platform.Architecture, Variant: d.Platform.Variant}
+		if k := platformString(p); !seen[k] {
+			seen[k] = true
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("base %s has no linux platform", b.Name)
+	}
+	return out, nil
+}
+
 // find picks the index entry for p, skipping attestation manifests
 // (platform unknown/unknown) and nested indexes.
 func (b *Base) find(p v1.Platform) (*v1.Descriptor, error) {

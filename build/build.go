@@ -54,6 +54,10 @@ type Target struct {
 	// while slipway was building, and they would disagree.
 	Dirty bool
 
+	// AllPlatforms, when set, means Platforms are to be every linux
+	// platform of Base (Base.LinuxPlatforms), filled in once it is resolved.
+	AllPlatforms bool
+
 	// listed is CheckMain's go list output, for the binary cache key.
 	listed *listing
 }

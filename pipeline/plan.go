@@ -147,6 +147,9 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		if len(plats) == 0 {
 			plats = c.Platforms
 		}
+		if len(plats) == 1 && plats[0] == build.AllPlatforms {
+			bt.AllPlatforms, plats = true, nil
+		}
 		for _, p := range plats {
 			pp, err := build.ParsePlatform(p)
 			if err != nil {

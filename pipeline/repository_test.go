@@ -55,3 +55,40 @@ func TestTargetRepositoryInvalid(t *testing.T) {
 		t.Errorf("the key's line is %d, want 3", line)
 	}
 }
+
+// Issue 14 item 4: platforms: [all] stands alone, and is planned as
+// Target.AllPlatforms (expanded from the base once it is resolved).
+func TestPlatformsAll(t *testing.T) {
+	for _, c := range []struct{ yaml, key string }{
+		{"platforms: [all, linux/amd64]\ntargets: [{name: a}]\n", "platforms[0]"},
+		{"targets: [{name: a, platforms: [linux/arm64, all]}]\n", "targets[0].platforms[1]"},
+	} {
+		cfg, err := DecodeStrict("f.yaml", []byte(c.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ce *ConfigError
+		if err := cfg.Validate("f.yaml"); !errors.As(err, &ce) || ce.Key != c.key || !strings.Contains(ce.Msg, "stands alone") {
+			t.Errorf("%q: err = %v, want %s", c.yaml, err, c.key)
+		}
+	}
+	cfg, err := DecodeStrict("f.yaml", []byte("platforms: [all]\ntargets: [{name: a}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate("f.yaml"); err != nil {
+		t.Fatalf("platforms: [all]: %v", err)
+	}
+	if testing.Short() {
+		return
+	}
+	dir := t.TempDir()
+	writeModule(t, dir)
+	jobs, err := plan(t, dir, "platforms: [all]\ntargets:\n  - name: a\n    main: ./cmd/app\n", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !jobs[0].Target.AllPlatforms || len(jobs[0].Target.Platforms) != 0 {
+		t.Errorf("planned %+v, want AllPlatforms and no platforms yet", jobs[0].Target.Platforms)
+	}
+}

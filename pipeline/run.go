@@ -241,6 +241,11 @@ func prepare(ctx context.Context, j Job, st Stages, bases *baseCache, tr *Target
 	}
 	t := j.Target
 	t.Base = base
+	if t.AllPlatforms {
+		if t.Platforms, err = base.LinuxPlatforms(); err != nil {
+			return nil, nil, fmt.Errorf("building %s: %w", name, err)
+		}
+	}
 	log.Info("building", "target", name, "platforms", len(t.Platforms), "base", base.Name)
 	b, err := st.Builder.Build(ctx, t)
 	tr.Timings["build"] = Duration(time.Since(start))

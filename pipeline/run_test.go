@@ -4,8 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -292,5 +298,58 @@ func TestResultsJSONKeys(t *testing.T) {
 	}
 	if base["name"] != "example.com/base:1" {
 		t.Errorf("base = %v", base)
+	}
+}
+
+// platformsBuilder records the platforms each Build is asked for.
+type platformsBuilder struct {
+	fakes.Builder
+	mu   sync.Mutex
+	seen map[string][]string
+}
+
+func (b *platformsBuilder) Build(ctx context.Context, t build.Target) (*build.Result, error) {
+	b.mu.Lock()
+	for _, p := range t.Platforms {
+		b.seen[t.Name] = append(b.seen[t.Name], build.PlatformString(p))
+	}
+	b.mu.Unlock()
+	return b.Builder.Build(ctx, t)
+}
+
+// TestRunExpandsAllPlatforms: a target planned with platforms: [all] is
+// built for the base's linux platforms; on scratch it fails.
+func TestRunExpandsAllPlatforms(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "base")
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adds []mutate.IndexAddendum
+	for _, arch := range []string{"amd64", "arm64"} {
+		img, err := random.Image(64, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	if err := lp.AppendIndex(mutate.AppendManifests(empty.Index, adds...)); err != nil {
+		t.Fatal(err)
+	}
+	js := jobs("a")
+	js[0].Target.Platforms, js[0].Target.AllPlatforms, js[0].BaseRef = nil, true, build.LayoutPrefix+dir
+	b := &platformsBuilder{seen: map[string][]string{}}
+	st := stages(&fakes.Log{}, &fakes.Builder{}, nil)
+	st.Builder, st.Scanner, st.Signer = b, nil, nil
+	st.ResolveBase = nil // build.ResolveBase
+	if _, err := pipeline.Run(context.Background(), js, st, pipeline.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.seen["a"]; !slices.Equal(got, []string{"linux/amd64", "linux/arm64"}) {
+		t.Errorf("built for %v", got)
+	}
+	js[0].BaseRef = build.Scratch
+	if _, err := pipeline.Run(context.Background(), js, st, pipeline.RunOptions{}); err == nil || !strings.Contains(err.Error(), "scratch") {
+		t.Errorf("all on scratch: err = %v", err)
 	}
 }

@@ -48,10 +48,8 @@ func (c *Config) Validate(file string) error {
 		c.Platforms = []string{DefaultPlatform}
 	}
 	c.Platforms = splitList(c.Platforms)
-	for i, p := range c.Platforms {
-		if _, err := build.ParsePlatform(p); err != nil {
-			return bad(fmt.Sprintf("platforms[%d]", i), "%v", err)
-		}
+	if err := checkPlatforms("platforms", c.Platforms); err != nil {
+		return bad(err.Key, "%s", err.Msg)
 	}
 	if c.Base == "" {
 		c.Base = build.Scratch
@@ -98,10 +96,8 @@ func (c *Config) Validate(file string) error {
 			t.Main = "."
 		}
 		t.Platforms = splitList(t.Platforms)
-		for j, p := range t.Platforms {
-			if _, err := build.ParsePlatform(p); err != nil {
-				return bad(fmt.Sprintf("%s.platforms[%d]", k, j), "%v", err)
-			}
+		if err := checkPlatforms(k+".platforms", t.Platforms); err != nil {
+			return bad(err.Key, "%s", err.Msg)
 		}
 		if t.Base != "" {
 			if err := checkBase(t.Base); err != nil {
@@ -357,4 +353,21 @@ func oneOf(words []string) string {
 		return strings.Join(words, "")
 	}
 	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// checkPlatforms checks a platforms list: os/arch[/variant] entries, or
+// "all" alone (every linux platform of the base).
+func checkPlatforms(key string, ps []string) *ConfigError {
+	for i, p := range ps {
+		if p == build.AllPlatforms {
+			if len(ps) > 1 {
+				return &ConfigError{Key: fmt.Sprintf("%s[%d]", key, i), Msg: fmt.Sprintf("%q stands alone: it means every linux platform of the base", build.AllPlatforms)}
+			}
+			continue
+		}
+		if _, err := build.ParsePlatform(p); err != nil {
+			return &ConfigError{Key: fmt.Sprintf("%s[%d]", key, i), Msg: err.Error()}
+		}
+	}
+	return nil
 }
