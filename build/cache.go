@@ -333,6 +333,7 @@ func (c *binaryCache) get(key, out string) bool {
 		return false
 	}
 	defer src.Close()
+	cachedir.Touch(c.path(key)) // used: kept by cache pruning
 	dst, err := os.OpenFile(out, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
 	if err != nil {
 		return false

@@ -49,6 +49,10 @@ type Config struct {
 	// reports and SBOMs (default: the user cache dir, e.g.
 	// ~/.cache/slipway). Relative to the config file.
 	CacheDir string `yaml:"cache_dir" mapstructure:"cache_dir"`
+	// CacheMaxBytes bounds slipway's caches (cache_dir, and the per-layer
+	// scan cache) after every build or run, least recently used first.
+	// 0 (default): 5 GiB.
+	CacheMaxBytes int64 `yaml:"cache_max_bytes" mapstructure:"cache_max_bytes"`
 	// Source is recorded as org.opencontainers.image.source (templated).
 	Source string `yaml:"source" mapstructure:"source"`
 	// Targets are the images to build.

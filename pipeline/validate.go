@@ -144,6 +144,9 @@ func (c *Config) Validate(file string) error {
 		}
 		c.Scan.Severity[i] = string(sev)
 	}
+	if c.CacheMaxBytes < 0 {
+		return bad("cache_max_bytes", "must not be negative (0: the default, 5 GiB)")
+	}
 	if c.Scan.MaxLayerBytes < 0 {
 		return bad("scan.max_layer_bytes", "must not be negative")
 	}

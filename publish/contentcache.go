@@ -94,6 +94,7 @@ func (c *contentCache) serve(req *http.Request, path, digest string) *http.Respo
 		_ = os.Remove(path) // damaged: fetch it again
 		return nil
 	}
+	cachedir.Touch(path) // used: kept by cache pruning
 	h := http.Header{}
 	if hdr.ContentType != "" {
 		h.Set("Content-Type", hdr.ContentType)

@@ -76,6 +76,7 @@ func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, e
 		if json.Unmarshal(b, &e) == nil && e.Version == reportCacheVersion && e.Report != nil && e.Report.Subject == d.String() {
 			e.Report.TrivyReport = e.TrivyReport
 			e.Report.Cached = true
+			cachedir.Touch(path) // used: kept by cache pruning
 			return e.Report, nil
 		}
 	}

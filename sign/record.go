@@ -71,7 +71,11 @@ func (r *Record) confirmed(tag name.Tag, want []string, ropts []remote.Option) b
 		}
 	}
 	desc, err := remote.Head(tag, ropts...)
-	return err == nil && desc.Digest.String() == e.Digest
+	if err != nil || desc.Digest.String() != e.Digest {
+		return false
+	}
+	cachedir.Touch(r.path(tag)) // used: kept by cache pruning
+	return true
 }
 
 // remember records that tag names digest, holding holds.

@@ -212,6 +212,7 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 	} else if f.resolveDir != "" {
 		log.Warn("manifests not resolved: the run did not push everything", "dir", f.resolveDir)
 	}
+	boundCaches(lc, log)
 	if werr := githubActions(res); werr != nil && err == nil {
 		err = werr
 	}

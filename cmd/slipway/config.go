@@ -17,7 +17,7 @@ import (
 // become underscores: SLIPWAY_SCAN_DB_DIR). Targets are only set in files.
 var envKeys = []string{
 	"repository", "platforms", "base", "ca_certificates", "oci_layout",
-	"insecure_registries", "jobs", "on_failure", "source", "cache_dir",
+	"insecure_registries", "jobs", "on_failure", "source", "cache_dir", "cache_max_bytes",
 	"scan.enabled", "scan.severity", "scan.ignore_unfixed", "scan.ignore_file",
 	"scan.db.dir", "scan.db.repositories", "scan.db.max_age", "scan.cache_dir",
 	"scan.max_layer_bytes", "scan.max_image_bytes",

@@ -51,6 +51,7 @@ overridden by flags.`,
 		newVerifyCmd(g),
 		newPolicyCmd(g),
 		newResolveCmd(g),
+		newCacheCmd(g),
 		newVersionCmd(),
 	)
 	return root

@@ -86,6 +86,7 @@ func (c *layerCache) get(kind, key string, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("decoding cache entry %s: %w", filepath.Base(p), err)
 	}
+	cachedir.Touch(p) // used: kept by cache pruning
 	return nil
 }
 

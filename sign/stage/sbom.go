@@ -23,6 +23,7 @@ func (s *Signer) sbom(ctx context.Context, res *build.Result) ([]byte, error) {
 	}
 	path := filepath.Join(s.o.sbomCache, strings.ReplaceAll(res.Digest.String(), ":", "-")+"."+s.o.sbomFormat+"."+s.o.sbomVersion+".json")
 	if b, err := os.ReadFile(path); err == nil && json.Valid(b) {
+		cachedir.Touch(path) // used: kept by cache pruning
 		return b, nil
 	}
 	doc, err := s.o.sboms.SBOM(ctx, res.Index, s.o.sbomFormat)
