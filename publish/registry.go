@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -42,10 +43,11 @@ type Registry struct {
 // registry is pinged and a token fetched once per run, not once per
 // go-containerregistry call.
 type session struct {
-	once sync.Once
-	err  error
-	tr   http.RoundTripper // a *transport.Wrapper: authenticated, retrying
-	opts []remote.Option
+	once   sync.Once
+	err    error
+	tr     http.RoundTripper // a *transport.Wrapper: authenticated, retrying
+	pusher *remote.Pusher
+	opts   []remote.Option // reuse tr, pusher and the session's puller
 }
 
 // Option configures NewRegistry.
@@ -129,7 +131,13 @@ func (r *Registry) RepositoryOptions(ctx context.Context, repo name.Repository) 
 	if err != nil {
 		return nil, err
 	}
-	return append(s.opts, remote.WithContext(ctx)), nil
+	return s.options(ctx), nil
+}
+
+// options are the session's remote options for calls made for ctx (a
+// fresh slice: callers run side by side).
+func (s *session) options(ctx context.Context) []remote.Option {
+	return slices.Concat(s.opts, []remote.Option{remote.WithContext(ctx)})
 }
 
 // session returns repo's session, opening it (ping, credentials, token
@@ -165,17 +173,16 @@ func (r *Registry) open(ctx context.Context, repo name.Repository, s *session) e
 	opts := append(r.baseOptions(), remote.WithTransport(s.tr))
 	popts := opts
 	if r.progress != nil {
-		popts = append(popts, remote.WithProgress(r.progress))
+		popts = slices.Concat(opts, []remote.Option{remote.WithProgress(r.progress)})
 	}
-	pusher, err := remote.NewPusher(popts...)
-	if err != nil {
+	if s.pusher, err = remote.NewPusher(popts...); err != nil {
 		return fmt.Errorf("registry publisher: %w", err)
 	}
 	puller, err := remote.NewPuller(opts...)
 	if err != nil {
 		return fmt.Errorf("registry publisher: %w", err)
 	}
-	s.opts = append(opts, remote.Reuse(pusher), remote.Reuse(puller))
+	s.opts = slices.Concat(opts, []remote.Option{remote.Reuse(s.pusher), remote.Reuse(puller)})
 	return nil
 }
 
@@ -215,11 +222,7 @@ func (r *Registry) WriteIndex(ctx context.Context, repo name.Repository, idx v1.
 	if err != nil {
 		return name.Digest{}, err
 	}
-	pusher, err := remote.NewPusher(s.opts...) // reuses the session's pusher
-	if err != nil {
-		return name.Digest{}, err
-	}
-	if err := retryRace(ctx, r.raceBackoff, func() error { return pusher.Push(ctx, ref, idx) }); err != nil {
+	if err := retryRace(ctx, r.raceBackoff, func() error { return s.pusher.Push(ctx, ref, idx) }); err != nil {
 		return name.Digest{}, fmt.Errorf("pushing %s: %w", ref, withStatus(err))
 	}
 	return ref, nil
@@ -231,14 +234,11 @@ func (r *Registry) Tag(ctx context.Context, d name.Digest, tags []string) error 
 	if len(tags) == 0 {
 		return nil
 	}
-	opts, err := r.RepositoryOptions(ctx, d.Context())
+	s, err := r.session(ctx, d.Context())
 	if err != nil {
 		return err
 	}
-	pusher, err := remote.NewPusher(opts...) // reuses the session's pusher
-	if err != nil {
-		return err
-	}
+	opts := s.options(ctx)
 	var desc *remote.Descriptor
 	for _, t := range tags {
 		tag := d.Context().Tag(t)
@@ -253,7 +253,7 @@ func (r *Registry) Tag(ctx context.Context, d name.Digest, tags []string) error 
 				return fmt.Errorf("reading back %s before tagging: %w", d, withStatus(err))
 			}
 		}
-		if err := retryRace(ctx, r.raceBackoff, func() error { return pusher.Push(ctx, tag, desc) }); err != nil {
+		if err := retryRace(ctx, r.raceBackoff, func() error { return s.pusher.Push(ctx, tag, desc) }); err != nil {
 			return fmt.Errorf("tagging %s: %w", tag, withStatus(err))
 		}
 	}
