@@ -99,6 +99,10 @@ func (r *Record) remember(tag name.Tag, digest v1.Hash, holds []string) error {
 
 // held names a signer's statement (or simple-signing payload) in a record.
 func held(signer string, payload []byte) string {
-	sum := sha256.Sum256(payload)
-	return signer + "/sha256:" + hex.EncodeToString(sum[:])
+	return heldDigest(signer, statementDigest(payload))
+}
+
+// heldDigest is held for a statement known by its digest (a bundle's).
+func heldDigest(signer string, statement v1.Hash) string {
+	return signer + "/" + statement.String()
 }

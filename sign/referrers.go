@@ -92,9 +92,9 @@ func (r *referrerImage) image() (v1.Image, error) { return partial.CompressedToI
 // entry other tools put there (go-containerregistry would read and
 // rewrite that tag once per referrer, in sequence). writeEmpty writes
 // the referrers' empty config blob (once per WriteRemote).
-func writeBundlesRemote(repo name.Repository, s Subject, rec *Record, writeEmpty func() error, ropts []remote.Option) (int, error) {
+func writeBundlesRemote(repo name.Repository, s Subject, rec *Record, writeEmpty func() error, ropts []remote.Option) error {
 	if len(s.Bundles) == 0 {
-		return 0, nil
+		return nil
 	}
 	// The record confirms the referrers tag of a registry without the
 	// API with one HEAD (with the API, the listing is one request).
@@ -102,17 +102,17 @@ func writeBundlesRemote(repo name.Repository, s Subject, rec *Record, writeEmpty
 	want := make([]string, 0, len(s.Bundles))
 	for _, b := range s.Bundles {
 		if b.Signer != "" {
-			want = append(want, b.Signer+"/"+b.StatementDigest.String())
+			want = append(want, heldDigest(b.Signer, b.StatementDigest))
 		}
 	}
 	recordable := len(want) == len(s.Bundles)
 	if recordable && rec.confirmed(fallback, want, ropts) {
-		return 0, nil
+		return nil
 	}
 	d := repo.Digest(s.Digest.String())
 	listed, err := listReferrers(d, fallback, ropts)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	var todo []v1.Image
 	for _, b := range s.Bundles {
@@ -121,17 +121,17 @@ func writeBundlesRemote(repo name.Repository, s Subject, rec *Record, writeEmpty
 		}
 		ri, err := newReferrerImage(v1.Descriptor{MediaType: s.MediaType, Digest: s.Digest, Size: s.Size}, b)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		img, err := ri.image()
 		if err != nil {
-			return 0, err
+			return err
 		}
 		todo = append(todo, img)
 	}
 	if len(todo) > 0 {
 		if err := writeEmpty(); err != nil {
-			return 0, fmt.Errorf("writing the referrers' config of %s: %w", s.Digest, err)
+			return fmt.Errorf("writing the referrers' config of %s: %w", s.Digest, err)
 		}
 	}
 	wopts := noTagFallback(ropts)
@@ -159,23 +159,23 @@ func writeBundlesRemote(repo name.Repository, s Subject, rec *Record, writeEmpty
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return 0, err
+		return err
 	}
 	if listed.api {
-		return len(todo), nil
+		return nil
 	}
 	tagDigest := listed.tagDigest
 	if len(todo) > 0 {
 		if tagDigest, err = addToReferrersTag(fallback, listed.tag, todo, ropts); err != nil {
-			return len(todo), err
+			return err
 		}
 	}
 	if recordable && tagDigest != (v1.Hash{}) {
 		if err := rec.remember(fallback, tagDigest, want); err != nil {
-			return len(todo), err
+			return err
 		}
 	}
-	return len(todo), nil
+	return nil
 }
 
 // noTagFallback is ropts without go-containerregistry's referrers tag

@@ -44,16 +44,15 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, re
 		return fmt.Errorf("writing signatures: %w", err)
 	}
 	ropts = append(ropts, remote.Reuse(puller))
-	// Every referrer shares the empty config blob: written once, before
-	// any is written (they are written side by side (a registry storing one blob from
-	// several uploads at once can fail them: distribution does).
+	// Every referrer shares the empty config blob: it is written once,
+	// before any referrer, as referrers are written side by side and a
+	// registry storing one blob from several uploads at once can fail
+	// them (distribution does).
 	writeEmpty := sync.OnceValue(func() error {
 		return remote.WriteLayer(repo, static.NewLayer(emptyJSON, emptyJSONMediaType), ropts...)
 	})
 	// Each subject's .sig tag, .att tag and referrers are separate
-	// manifests and tags: written side by side. (Referrers of one subject
-	// stay in sequence: the referrers tag is read, merged and written
-	// for each.)
+	// manifests and tags: written side by side.
 	var g errgroup.Group
 	g.SetLimit(writeParallelism)
 	for _, s := range sigs.subjects {
@@ -61,10 +60,7 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, re
 			g.Go(func() error { return writeLegacySignatures(repo, sigs, s, rec, ropts) })
 			g.Go(func() error { return writeLegacyAttestations(ctx, repo, sigs, s, rec, ropts) })
 		}
-		g.Go(func() error {
-			_, err := writeBundlesRemote(repo, s, rec, writeEmpty, ropts)
-			return err
-		})
+		g.Go(func() error { return writeBundlesRemote(repo, s, rec, writeEmpty, ropts) })
 	}
 	return g.Wait()
 }
