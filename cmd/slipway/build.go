@@ -282,16 +282,24 @@ func printRefs(res *pipeline.Results, file string) error {
 	return nil
 }
 
+// cacheRoot is cache_dir, or the user cache dir's slipway/.
+func (lc *loadedConfig) cacheRoot() (string, error) {
+	if lc.CacheDir != "" {
+		return lc.path(lc.CacheDir), nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("finding the user cache dir (set cache_dir): %w", err)
+	}
+	return filepath.Join(base, "slipway"), nil
+}
+
 // cacheDir is the directory of one of slipway's caches, cache_dir/kind,
 // created private (0700); one that others could write is refused.
 func (lc *loadedConfig) cacheDir(kind string) (string, error) {
-	root := lc.path(lc.CacheDir)
-	if lc.CacheDir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("finding the user cache dir (set cache_dir): %w", err)
-		}
-		root = filepath.Join(base, "slipway")
+	root, err := lc.cacheRoot()
+	if err != nil {
+		return "", err
 	}
 	dir := filepath.Join(root, kind)
 	if err := cachedir.Ensure(root); err != nil {

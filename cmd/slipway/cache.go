@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/slipway-build/slipway/internal/cachedir"
+	"github.com/slipway-build/slipway/scan/trivy"
 	"github.com/spf13/cobra"
 )
 
@@ -23,24 +23,17 @@ var cacheKinds = []string{"build", "reports", "sbom", "signatures", "content", "
 // cache_dir (or the user cache dir's slipway/), and the per-layer scan
 // cache.
 func (lc *loadedConfig) cacheRoots() ([]string, error) {
-	root := lc.path(lc.CacheDir)
-	base, err := os.UserCacheDir()
-	if lc.CacheDir == "" {
-		if err != nil {
-			return nil, fmt.Errorf("finding the user cache dir (set cache_dir): %w", err)
-		}
-		root = filepath.Join(base, "slipway")
+	root, err := lc.cacheRoot()
+	if err != nil {
+		return nil, err
 	}
 	var roots []string
 	for _, k := range cacheKinds {
 		roots = append(roots, filepath.Join(root, k))
 	}
-	scanDir := ""
-	switch {
-	case lc.Scan.CacheDir != "":
-		scanDir = lc.path(lc.Scan.CacheDir)
-	case err == nil:
-		scanDir = filepath.Join(base, "slipway", "scan")
+	scanDir := lc.path(lc.Scan.CacheDir)
+	if lc.Scan.CacheDir == "" {
+		scanDir, _ = trivy.DefaultCacheDir() // none without a user cache dir: then no scan cache either
 	}
 	if scanDir != "" && !slices.Contains(roots, scanDir) {
 		roots = append(roots, scanDir)

@@ -70,6 +70,16 @@ type DBStatus struct {
 	Age time.Duration
 }
 
+// DefaultCacheDir is where per-layer results are kept when scan.cache_dir
+// is not set: $XDG_CACHE_HOME/slipway/scan.
+func DefaultCacheDir() (string, error) {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("default cache dir: %w", err)
+	}
+	return filepath.Join(base, "slipway", "scan"), nil
+}
+
 // DefaultDBDir is where the DB is when scan.db.dir is not set: Trivy's
 // default cache dir ($XDG_CACHE_HOME/trivy, usually ~/.cache/trivy), so
 // slipway and the trivy CLI share one DB.

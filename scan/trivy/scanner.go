@@ -9,8 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -59,11 +57,11 @@ func New(opts ...Option) (*Scanner, error) {
 		o.dbDir = dir
 	}
 	if o.cacheDir == "" {
-		base, err := os.UserCacheDir()
+		dir, err := DefaultCacheDir()
 		if err != nil {
-			return nil, fmt.Errorf("trivy scanner: default cache dir: %w", err)
+			return nil, fmt.Errorf("trivy scanner: %w", err)
 		}
-		o.cacheDir = filepath.Join(base, "slipway", "scan")
+		o.cacheDir = dir
 	}
 	c, err := newLayerCache(o.cacheDir)
 	if err != nil {
