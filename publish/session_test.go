@@ -4,48 +4,41 @@ import (
 	"context"
 	"io"
 	"log"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/slipway-build/slipway/internal/testutil"
 )
 
-// countingRegistry is ggcr's registry recording "METHOD path" per request.
+// countingRegistry is ggcr's registry behind testutil's recording proxy.
 type countingRegistry struct {
-	mu   sync.Mutex
-	reqs []string
-	host string
+	proxy *testutil.Proxy
+	host  string
 }
 
 func newCountingRegistry(t *testing.T) *countingRegistry {
 	t.Helper()
-	c := &countingRegistry{}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		c.reqs = append(c.reqs, r.Method+" "+r.URL.Path)
-		c.mu.Unlock()
-		reg.ServeHTTP(w, r)
-	}))
+	s := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(s.Close)
-	c.host = strings.TrimPrefix(s.URL, "http://")
-	return c
+	p := testutil.StartProxy(t, s.URL)
+	return &countingRegistry{proxy: p, host: p.Host}
 }
 
+// take returns the requests since the last take, as "METHOD path".
 func (c *countingRegistry) take() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.reqs
-	c.reqs = nil
-	return r
+	var out []string
+	for _, r := range c.proxy.Requests() {
+		out = append(out, r.Method+" "+r.Path)
+	}
+	c.proxy.Reset()
+	return out
 }
 
 func count(reqs []string, prefix string) int {

@@ -3,44 +3,13 @@ package sign
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/slipway-build/slipway/internal/testutil"
 )
-
-// requestLog is a reverse proxy in front of a registry that records each
-// request as "METHOD path".
-type requestLog struct {
-	mu   sync.Mutex
-	reqs []string
-}
-
-func (l *requestLog) take() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	r := l.reqs
-	l.reqs = nil
-	return r
-}
-
-func loggingProxy(t testing.TB, host string) (string, *requestLog) {
-	t.Helper()
-	l := &requestLog{}
-	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: host})
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.mu.Lock()
-		l.reqs = append(l.reqs, r.Method+" "+r.URL.Path)
-		l.mu.Unlock()
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(s.Close)
-	return strings.TrimPrefix(s.URL, "http://"), l
-}
 
 // TestRecordConfirmsWithHeads: with a record, an unchanged rerun (new
 // signatures over the same statements) only HEADs the signature tags;
@@ -53,8 +22,8 @@ func TestRecordConfirmsWithHeads(t *testing.T) {
 		{"referrers API (ggcr)", apiRegistry(t)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			host, log := loggingProxy(t, tc.host)
-			repo := mustRepo(t, host+"/app")
+			proxy := testutil.StartProxy(t, "http://"+tc.host)
+			repo := mustRepo(t, proxy.Host+"/app")
 			idx := testIndex(t)
 			d := pushIndex(t, repo, "v1", idx)
 			key := testKey(t, "cosign")
@@ -77,14 +46,13 @@ func TestRecordConfirmsWithHeads(t *testing.T) {
 				}
 			}
 			write()
-			log.take()
+			proxy.Reset()
 			write()
-			for _, r := range log.take() {
-				method, path, _ := strings.Cut(r, " ")
-				if path == "/v2/" || method == http.MethodHead || (method == http.MethodGet && strings.Contains(path, "/referrers/")) {
+			for _, r := range proxy.Requests() {
+				if r.Path == "/v2/" || r.Method == http.MethodHead || (r.Method == http.MethodGet && strings.Contains(r.Path, "/referrers/")) {
 					continue
 				}
-				t.Errorf("unchanged rerun made %s; want only HEADs (and the referrers listing)", r)
+				t.Errorf("unchanged rerun made %s %s; want only HEADs (and the referrers listing)", r.Method, r.Path)
 			}
 			policy := Policy{Keys: []*PublicKey{key.Public(), testPub(t, "other")}, Threshold: 2}
 			if _, err := Verify(context.Background(), d, Policy{Keys: []*PublicKey{key.Public()}}); err != nil {
@@ -94,11 +62,11 @@ func TestRecordConfirmsWithHeads(t *testing.T) {
 			// Another key signs (legacy .sig tag moves): the record no
 			// longer matches, the tag is read and merged again.
 			signAndWrite(t, testKey(t, "other"), idx, repo)
-			log.take()
+			proxy.Reset()
 			write()
 			reads := 0
-			for _, r := range log.take() {
-				if strings.HasPrefix(r, "GET ") && strings.HasSuffix(r, ".sig") {
+			for _, r := range proxy.Requests() {
+				if r.Method == http.MethodGet && strings.HasSuffix(r.Path, ".sig") {
 					reads++
 				}
 			}
