@@ -36,6 +36,10 @@ type Target struct {
 	SecretEnv []string
 	// Base is the resolved base image.
 	Base *Base
+	// ResolveBase, when Base is nil, gives the base. Build calls it beside
+	// the compiles, which do not need it (only the image assembly does), so
+	// a slow registry does not delay them; its error cancels them.
+	ResolveBase func(context.Context) (*Base, error)
 	// Image configures the image's runtime config and metadata.
 	Image ImageConfig
 	// Files are copied into the image, in one layer with the main

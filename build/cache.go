@@ -33,7 +33,15 @@ type binaryCache struct {
 	dir string
 
 	mu        sync.Mutex
-	toolchain map[string]toolchain // gobin, dir and env → go env
+	toolchain map[string]*toolchainOnce // gobin, dir and env → go env
+}
+
+// toolchainOnce is one go env, run once however many builds ask for it;
+// builds for other environments do not wait for it.
+type toolchainOnce struct {
+	once sync.Once
+	tc   toolchain
+	err  error
 }
 
 // toolchain is what `go env` says about a build.
@@ -47,7 +55,7 @@ func newBinaryCache(dir string) (*binaryCache, error) {
 	if err := cachedir.Ensure(dir); err != nil {
 		return nil, fmt.Errorf("build cache: %w", err)
 	}
-	return &binaryCache{dir: dir, toolchain: map[string]toolchain{}}, nil
+	return &binaryCache{dir: dir, toolchain: map[string]*toolchainOnce{}}, nil
 }
 
 // key computes the cache key of t for p, or "" when t cannot be cached
@@ -292,10 +300,18 @@ func vcsState(ctx context.Context, dir string) string {
 func (c *binaryCache) toolchainID(ctx context.Context, gobin, dir string, env []string) (toolchain, error) {
 	k := gobin + "\x00" + dir + "\x00" + strings.Join(env, "\x00")
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if tc, ok := c.toolchain[k]; ok {
-		return tc, nil
+	o, ok := c.toolchain[k]
+	if !ok {
+		o = &toolchainOnce{}
+		c.toolchain[k] = o
 	}
+	c.mu.Unlock()
+	o.once.Do(func() { o.tc, o.err = goEnv(ctx, gobin, dir, env) })
+	return o.tc, o.err
+}
+
+// goEnv asks the go command in dir with env for what identifies its builds.
+func goEnv(ctx context.Context, gobin, dir string, env []string) (toolchain, error) {
 	// Settings may also come from the go env file (go env -w), hence asked
 	// of go env rather than read from env. GOWORK comes last.
 	vars := []string{"GOVERSION", "GOROOT", "GOFLAGS", "GOPROXY", "GONOSUMDB", "GOEXPERIMENT", "GOTOOLCHAIN", "GOMODCACHE",
@@ -317,7 +333,6 @@ func (c *binaryCache) toolchainID(ctx context.Context, gobin, dir string, env []
 	if lines[7] == "" {
 		tc.modCache = ""
 	}
-	c.toolchain[k] = tc
 	return tc, nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -94,7 +96,14 @@ func goBuild(ctx context.Context, gobin string, t Target, p v1.Platform, out str
 	args = append(args, t.Main)
 	cmd := exec.CommandContext(ctx, gobin, args...)
 	cmd.Dir = t.Dir
-	cmd.Env = buildEnv(os.Environ(), penv, t.Env, t.SecretEnv)
+	// The go command's work directory goes next to out, so that a build
+	// cancelled part-way (see compile) leaves nothing behind in $TMPDIR.
+	cmd.Env = append(buildEnv(os.Environ(), penv, t.Env, t.SecretEnv), "GOTMPDIR="+filepath.Dir(out))
+	// Its own process group, so that cancelling stops the compilers and
+	// the linker it started too, not only the go command.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	if err := cmd.Run(); err != nil {

@@ -235,18 +235,22 @@ func checkShared(ctx context.Context, jobs []Job, st Stages, bases *baseCache) e
 func prepare(ctx context.Context, j Job, st Stages, bases *baseCache, tr *TargetResult, log *slog.Logger, onReport func(Job, *scan.Report)) (*build.Result, Signatures, error) {
 	name := j.Target.Name
 	start := time.Now()
-	base, err := bases.get(ctx, j.BaseRef)
-	if err != nil {
-		return nil, nil, err
-	}
 	t := j.Target
-	t.Base = base
 	if t.AllPlatforms {
+		// The platforms come from the base: it is needed first.
+		base, err := bases.get(ctx, j.BaseRef)
+		if err != nil {
+			return nil, nil, err
+		}
+		t.Base = base
 		if t.Platforms, err = base.LinuxPlatforms(); err != nil {
 			return nil, nil, fmt.Errorf("building %s: %w", name, err)
 		}
+	} else {
+		// Resolved while the platforms compile.
+		t.ResolveBase = func(ctx context.Context) (*build.Base, error) { return bases.get(ctx, j.BaseRef) }
 	}
-	log.Info("building", "target", name, "platforms", len(t.Platforms), "base", base.Name)
+	log.Info("building", "target", name, "platforms", len(t.Platforms), "base", j.BaseRef)
 	b, err := st.Builder.Build(ctx, t)
 	tr.Timings["build"] = Duration(time.Since(start))
 	if err != nil {

@@ -36,7 +36,12 @@ func (b *Builder) TargetOf(d v1.Hash) string {
 var _ build.Builder = (*Builder)(nil)
 
 // Build implements build.Builder.
-func (b *Builder) Build(_ context.Context, t build.Target) (*build.Result, error) {
+func (b *Builder) Build(ctx context.Context, t build.Target) (*build.Result, error) {
+	if t.Base == nil && t.ResolveBase != nil {
+		if _, err := t.ResolveBase(ctx); err != nil {
+			return nil, err
+		}
+	}
 	b.mu.Lock()
 	if b.Builds == nil {
 		b.Builds = map[string]int{}
