@@ -14,8 +14,10 @@ import (
 	"strings"
 	"time"
 
+	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 	"github.com/aquasecurity/trivy/pkg/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/slipway-build/slipway/scan"
 )
@@ -201,25 +203,43 @@ func (s *Scanner) scan(ctx context.Context, subject string, imgs []platformImage
 			Detail: fmt.Sprintf("the vulnerability DB was updated at %s, %s ahead of this machine's clock (check the clock, or pull the DB again from a trusted repository)",
 				st.UpdatedAt.UTC().Format(time.RFC3339), ahead.Round(time.Minute))})
 	}
+	// The platforms are analysed side by side (a Go binary's layer is one
+	// analyser's work, on one core) and merged in their order.
+	type analysed struct {
+		results  types.Results
+		os       ftypes.OS
+		unjudged []scan.Unjudged
+	}
+	done := make([]analysed, len(imgs))
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(runtime.NumCPU())
+	for i, pi := range imgs {
+		eg.Go(func() error {
+			t0 := time.Now()
+			results, osInfo, unjudged, err := s.analyze(ectx, pi, true)
+			if err != nil {
+				return fmt.Errorf("scanning %s: %w", pi.platform, err)
+			}
+			s.o.log.Debug("scanned platform", "platform", pi.platform, "digest", pi.digest,
+				"vulnerabilities", countVulnerabilities(results), "duration", time.Since(t0).Round(time.Millisecond).String())
+			done[i] = analysed{results, osInfo, unjudged}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
 	merged := map[findingKey]int{}
 	var native nativeReport
-	for _, pi := range imgs {
-		t0 := time.Now()
-		results, osInfo, unjudged, err := s.analyze(ctx, pi, true)
-		if err != nil {
-			return nil, fmt.Errorf("scanning %s: %w", pi.platform, err)
-		}
+	for i, pi := range imgs {
+		results, osInfo, unjudged := done[i].results, done[i].os, done[i].unjudged
 		native.add(pi.platform, osInfo, results)
 		r.Unjudged = append(r.Unjudged, unjudged...)
-		n := 0
 		for _, res := range results {
 			for _, v := range res.Vulnerabilities {
-				n++
 				mergeFinding(r, merged, res, v, pi.platform)
 			}
 		}
-		s.o.log.Debug("scanned platform", "platform", pi.platform, "digest", pi.digest,
-			"vulnerabilities", n, "duration", time.Since(t0).Round(time.Millisecond).String())
 		if !slices.Contains(r.Platforms, pi.platform) {
 			r.Platforms = append(r.Platforms, pi.platform)
 		}
@@ -241,6 +261,15 @@ func (s *Scanner) scan(ctx context.Context, subject string, imgs []platformImage
 		return nil, err
 	}
 	return r, nil
+}
+
+// countVulnerabilities is how many vulnerabilities results list.
+func countVulnerabilities(results types.Results) int {
+	n := 0
+	for _, res := range results {
+		n += len(res.Vulnerabilities)
+	}
+	return n
 }
 
 type findingKey struct{ id, pkg, version string }
