@@ -99,8 +99,8 @@ type OutdatedTarget struct {
 	Image string `json:"image,omitempty"`
 	// ImageSource is where the reference came from: flag, results or
 	// config (then ImageRef is the tag asked for).
-	ImageSource string `json:"image_source,omitempty"`
-	ImageRef    string `json:"image_ref,omitempty"`
+	ImageSource string       `json:"image_source,omitempty"`
+	ImageRef    string       `json:"image_ref,omitempty"`
 	Base        OutdatedBase `json:"base"`
 	// Platforms are the pushed image's platforms.
 	Platforms []OutdatedPlatform `json:"platforms,omitempty"`
