@@ -258,6 +258,21 @@ func TestOutdatedBaseMoves(t *testing.T) {
 		t.Fatalf("--modules, severity LOW: err %v, due %v", err, tr.RebuildDue)
 	}
 
+	// … nor when the ignore file suppresses them: listed, marked.
+	ig, err := scan.ParseIgnoreFile([]byte("vulnerabilities:\n  - id: CVE-2022-32149\n  - id: CVE-2024-24790\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err = f.run(base, pipeline.OutdatedOptions{Modules: true}, scan.Policy{Ignore: ig})
+	if err != nil || tr.RebuildDue {
+		t.Fatalf("--modules, module findings suppressed: err %v, due %v", err, tr.RebuildDue)
+	}
+	for _, fd := range tr.Findings {
+		if fd.Suppressed != (fd.Fix == pipeline.FixModule) {
+			t.Fatalf("suppressed %v for %s (%s)", fd.Suppressed, fd.ID, fd.Fix)
+		}
+	}
+
 	// The base tag moves: glibc fixed on amd64 only, the base's own Go
 	// tool unchanged.
 	b2 := f.pushBase([]scan.Finding{apt, baseTool}, []scan.Finding{glibc, apt, baseTool})
