@@ -241,8 +241,12 @@ scan:
 	if r.code != 1 || !strings.Contains(r.stderr, "checking vuln") {
 		t.Fatalf("missing image: want exit 1 naming the target\n%s", r)
 	}
-	if r := slipway(t, dir, []string{"SLIPWAY_SCAN_DB_MAX_AGE=1m"}, "outdated"); r.code != 1 {
-		t.Fatalf("stale DB: want exit 1\n%s", r)
+	if r := slipway(t, dir, []string{"SLIPWAY_SCAN_DB_MAX_AGE=1m"}, "outdated"); r.code != 1 || !strings.Contains(lastLine(r.stderr), "is stale") {
+		t.Fatalf("stale DB: want exit 1, the DB named stale\n%s", r)
+	}
+	// Allowed, as in a scan: judged again (still due).
+	if r := slipway(t, dir, []string{"SLIPWAY_SCAN_DB_MAX_AGE=1m"}, "outdated", "--allow-stale-db"); r.code != 3 {
+		t.Fatalf("stale DB allowed: want exit 3\n%s", r)
 	}
 	if r := slipway(t, dir, nil, "outdated", "--image", reg.Host+"/team/vuln:latest"); r.code != 2 {
 		t.Fatalf("bare --image with two targets: want exit 2\n%s", r)

@@ -206,7 +206,8 @@ func (e *RebuildDue) Error() string {
 // behind: whether its base tag now names another image than the one
 // recorded in the image, and which of the image's findings (scanned now,
 // with today's DB) a rebuild on the base's current image or a newer Go
-// module would fix. The results always describe every job. The error is
+// module would fix. The results describe every job (none when the
+// scanner's DB is unusable: nothing is read then). The error is
 // the join of every job's failure (a job that cannot be judged is never up
 // to date); with none, a *RebuildDue when any job is due; else nil.
 func Outdated(ctx context.Context, jobs []OutdatedJob, st OutdatedStages, o OutdatedOptions) (*OutdatedResults, error) {
