@@ -69,8 +69,8 @@ type OutdatedStages struct {
 	Scanner scan.Scanner
 	// Policy is the scan gate's: its ignore file marks findings
 	// suppressed, its AllowUnjudged says what may go unjudged, and its
-	// severities (default HIGH, CRITICAL) say which unsuppressed findings
-	// make a rebuild or a module update due.
+	// severities (default HIGH, CRITICAL) and IgnoreUnfixed say which
+	// unsuppressed findings make a rebuild or a module update due.
 	Policy scan.Policy
 }
 
@@ -725,8 +725,10 @@ func moduleUpdates(fs []OutdatedFinding) []ModuleUpdate {
 }
 
 // decide sets tr.RebuildDue and tr.Reasons, and returns the reasons that
-// make the target due. Findings count when not suppressed and of a
-// severity of the policy (default HIGH, CRITICAL).
+// make the target due. Findings count as the gate counts them: not
+// suppressed, of a severity of the policy (default HIGH, CRITICAL), and,
+// with IgnoreUnfixed, with a fixed version (a base package the current
+// base dropped has none).
 func decide(tr *OutdatedTarget, pol scan.Policy, modules bool) ([]string, error) {
 	sevs := scan.DefaultSeverities
 	if len(pol.Severities) > 0 {
@@ -744,7 +746,7 @@ func decide(tr *OutdatedTarget, pol scan.Policy, modules bool) ([]string, error)
 		if f.Fix == FixNone {
 			continue
 		}
-		if f.Suppressed || !slices.Contains(sevs, scan.Severity(f.Severity)) {
+		if f.Suppressed || !slices.Contains(sevs, scan.Severity(f.Severity)) || pol.IgnoreUnfixed && f.FixedVersion == "" {
 			uncounted++
 			continue
 		}

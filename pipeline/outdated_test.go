@@ -258,6 +258,10 @@ func TestOutdatedBaseMoves(t *testing.T) {
 		t.Fatalf("--modules, severity LOW: err %v, due %v", err, tr.RebuildDue)
 	}
 
+	// The module fixes with ignore_unfixed: they have fixed versions.
+	if _, err = f.run(base, pipeline.OutdatedOptions{Modules: true}, scan.Policy{IgnoreUnfixed: true}); !errors.As(err, &rd) {
+		t.Fatalf("--modules, ignore_unfixed: want RebuildDue, got %v", err)
+	}
 	// … nor when the ignore file suppresses them: listed, marked.
 	ig, err := scan.ParseIgnoreFile([]byte("vulnerabilities:\n  - id: CVE-2022-32149\n  - id: CVE-2024-24790\n"))
 	if err != nil {
