@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -24,7 +25,7 @@ import (
 // whose libc6 (source glibc) is at glibcVersion, and apt 2.6.1 (affected by
 // CVE-2011-3374 in every release: LOW, no fix) beside it. Before
 // 2.36-9+deb12u3, the fixture DB has CVE-2023-4911 (HIGH) in it.
-func pushDebianBase(t *testing.T, ref, glibcVersion string) v1.Hash {
+func pushDebianBase(t *testing.T, ref, glibcVersion string, opts ...remote.Option) v1.Hash {
 	t.Helper()
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, arch := range []string{"amd64", "arm64"} {
@@ -59,7 +60,7 @@ func pushDebianBase(t *testing.T, ref, glibcVersion string) v1.Hash {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.WriteIndex(r, idx); err != nil {
+	if err := remote.WriteIndex(r, idx, opts...); err != nil {
 		t.Fatalf("pushing %s: %v", ref, err)
 	}
 	d, _ := idx.Digest()
@@ -272,5 +273,50 @@ scan:
 	o = parseOutdated(t, []byte(r.stdout))
 	if r.code != 0 || o.RebuildDue || o.fixOf("vuln", "CVE-2022-32149") != "" || len(o.Targets[0].ModuleUpdates) != 0 {
 		t.Fatalf("fixed module: want exit 0 with --modules, no CVE-2022-32149, no module update\n%s", r)
+	}
+}
+
+// TestOutdatedAuth: outdated reads the pushed image and the base with the
+// credentials every command uses (Docker's config.json); without them it
+// cannot judge (exit 1), and the password appears in no output.
+func TestOutdatedAuth(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.WithBasicAuth("robot", "s3cret-outdated"))
+	auth := remote.WithAuth(&authn.Basic{Username: "robot", Password: "s3cret-outdated"})
+	db := fixtureDB(t)
+	dir := t.TempDir()
+	baseRef := reg.Host + "/bases/debian:12"
+	pushDebianBase(t, baseRef, "2.36-9+deb12u1", auth)
+	writeFile(t, dir, "slipway.yaml", fmt.Sprintf(`repository: %s/team
+platforms: [linux/amd64]
+base: %s
+targets:
+  - name: hello
+    dir: %s
+    main: ./cmd/hello
+scan:
+  db: {dir: %s}
+  cache_dir: scan-cache
+`, reg.Host, baseRef, filepath.Join(repoRoot(), "testdata", "apps", "hello"), db))
+	creds := []string{"DOCKER_CONFIG=" + dockerConfig(t, map[string]string{reg.Host: "robot:s3cret-outdated"}, nil)}
+	if r := slipway(t, dir, creds, "build", "--push"); r.code != 0 {
+		t.Fatalf("build --push: %s", r)
+	}
+	if r := slipway(t, dir, creds, "outdated"); r.code != 0 {
+		t.Fatalf("outdated with credentials: want exit 0\n%s", r)
+	}
+	r := slipway(t, dir, nil, "outdated")
+	if r.code != 1 || !strings.Contains(lastLine(r.stderr), "UNAUTHORIZED") {
+		t.Fatalf("outdated without credentials: want exit 1, unauthorized\n%s", r)
+	}
+	pushDebianBase(t, baseRef, "2.36-9+deb12u3", auth)
+	r = slipway(t, dir, creds, "outdated", "--format", "json")
+	if r.code != 3 {
+		t.Fatalf("outdated with credentials, base moved: want exit 3\n%s", r)
+	}
+	if o := parseOutdated(t, []byte(r.stdout)); o.fixOf("hello", "CVE-2023-4911") != "rebuild linux/amd64" {
+		t.Fatalf("CVE-2023-4911: %q, want fixed by the rebuild", o.fixOf("hello", "CVE-2023-4911"))
+	}
+	if strings.Contains(r.stdout+r.stderr, "s3cret-outdated") {
+		t.Fatal("the password appears in the output")
 	}
 }
