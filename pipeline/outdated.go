@@ -97,8 +97,8 @@ type OutdatedTarget struct {
 	Target string `json:"target"`
 	// Image is the image checked, repo@sha256:… (the index digest).
 	Image string `json:"image,omitempty"`
-	// ImageSource is where the reference came from: flag, results or
-	// config (then ImageRef is the tag asked for).
+	// ImageSource is where the reference came from (flag, results or
+	// config), ImageRef the reference as asked for (a tag, or a digest).
 	ImageSource string       `json:"image_source,omitempty"`
 	ImageRef    string       `json:"image_ref,omitempty"`
 	Base        OutdatedBase `json:"base"`
