@@ -60,5 +60,6 @@ func allPolicy(err error) bool {
 	}
 	var pv *scan.PolicyViolation
 	var se *sign.PolicyError
-	return errors.As(err, &pv) || errors.As(err, &se)
+	var rd *pipeline.RebuildDue
+	return errors.As(err, &pv) || errors.As(err, &se) || errors.As(err, &rd)
 }

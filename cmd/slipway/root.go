@@ -52,6 +52,7 @@ overridden by flags.`,
 		newPolicyCmd(g),
 		newResolveCmd(g),
 		newCacheCmd(g),
+		newOutdatedCmd(g),
 		newVersionCmd(),
 	)
 	return root
