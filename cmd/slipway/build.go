@@ -196,7 +196,11 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 	case f.push:
 		st.Destination = &pipeline.RegistryDestination{Registry: reg}
 	case f.ociArchive != "":
-		if archive, err = pipeline.NewArchiveDestination(f.ociArchive); err != nil {
+		file, err := filepath.Abs(f.ociArchive) // printed, as the layout's directory is
+		if err != nil {
+			return err
+		}
+		if archive, err = pipeline.NewArchiveDestination(file); err != nil {
 			return err
 		}
 		defer archive.Close()
