@@ -3,10 +3,12 @@ package publish
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -261,6 +263,16 @@ func TestArchiveRejects(t *testing.T) {
 		{"unexpected file", func(es []tarEntry) []tarEntry { return append(es, reg("extra.txt", "x")) }, "unexpected file"},
 		{"bad blob name", func(es []tarEntry) []tarEntry { return append(es, reg("blobs/sha256/abc", "x")) }, "not a sha256 blob name"},
 		{"no oci-layout", func(es []tarEntry) []tarEntry { return es[:len(es)-1] }, "no oci-layout"},
+		{"blob named by index.json missing", func(es []tarEntry) []tarEntry {
+			var idx struct{ Manifests []struct{ Digest string } }
+			for _, e := range es {
+				if e.hdr.Name == "index.json" {
+					json.Unmarshal(e.body, &idx)
+				}
+			}
+			gone := "blobs/sha256/" + strings.TrimPrefix(idx.Manifests[0].Digest, "sha256:")
+			return slices.DeleteFunc(es, func(e tarEntry) bool { return e.hdr.Name == gone })
+		}, "which the archive does not hold"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "bad.tar")

@@ -236,12 +236,11 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 		printSummary(os.Stderr, res)
 	}
 	if res != nil {
-		// What resolve reads (the pushed results) changes only when
-		// something was pushed; a local build records its own.
+		// What resolve reads (the pushed record) changes only when
+		// something was pushed.
+		recordLast(lc, res, log)
 		if f.push {
 			recordPushed(lc, res, log)
-		} else {
-			recordLocal(lc, res, log)
 		}
 	}
 	if f.outputJSON != "" && res != nil {

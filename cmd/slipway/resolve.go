@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,19 +16,19 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// lastResultsPath is where runs that push (build --push, run --push,
-// push) record what they pushed, for `slipway resolve`: beside the OCI
-// layout directory (dist/ by default).
+// lastResultsPath is where build and run record the results of the last
+// run, whatever it wrote: beside the OCI layout directory (dist/ by
+// default).
 func lastResultsPath(lc *loadedConfig) string {
 	return filepath.Join(filepath.Dir(filepath.Clean(lc.OCILayout)), "slipway-results.json")
 }
 
-// localResultsPath is where runs that write locally (an OCI layout or
-// archive) record their results: beside the pushed results, never over
-// them, so that `slipway resolve` after a local build still resolves to
-// what the registry holds.
-func localResultsPath(lc *loadedConfig) string {
-	return filepath.Join(filepath.Dir(filepath.Clean(lc.OCILayout)), "slipway-results-local.json")
+// pushedResultsPath is the record of what was pushed to registries, per
+// target, which `slipway resolve` reads: only runs that push (build
+// --push, run --push, push) change it, so resolve after a local build
+// still resolves to what the registry holds.
+func pushedResultsPath(lc *loadedConfig) string {
+	return filepath.Join(filepath.Dir(filepath.Clean(lc.OCILayout)), "slipway-pushed.json")
 }
 
 // refsOf maps each target pushed to a registry to its digest reference
@@ -58,9 +59,9 @@ func newResolveCmd(g *globalFlags) *cobra.Command {
 target's repository without a tag; and image: values with a tag slipway
 pushed for that target. An image: value naming a target's repository with
 another tag (crane:v9.9.9) or another digest is left alone, with a warning
-naming the file and line. What was pushed comes from the results of the
-runs that pushed (dist/slipway-results.json; a local build does not change
-it) or --results. Comments and formatting are preserved.
+naming the file and line. What was pushed comes from the record the runs
+that push keep (dist/slipway-pushed.json, merged per target; a local
+build does not change it) or --results (any results JSON). Comments and formatting are preserved.
 FILE and DIR are rewritten in place (a directory recursively: *.yaml, *.yml);
 "-" reads stdin and writes stdout. Nothing is written if any file fails.`,
 		Example: `  slipway run --push && slipway resolve -f k8s/
@@ -76,11 +77,14 @@ FILE and DIR are rewritten in place (a directory recursively: *.yaml, *.yml);
 				if err != nil {
 					return err
 				}
-				results = lastResultsPath(lc)
+				results = pushedResultsPath(lc)
+				if _, err := os.Stat(results); errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("%s does not exist: nothing was pushed from here yet (run slipway run --push or slipway push, or pass --results)", results)
+				}
 			}
 			refs, err := resolve.LoadResults(results)
 			if err != nil {
-				return fmt.Errorf("reading results of the last run: %w", err)
+				return fmt.Errorf("reading what was pushed: %w", err)
 			}
 			if len(refs) == 0 {
 				return fmt.Errorf("%s lists no pushed target: run slipway run --push (or push) first", results)
@@ -94,7 +98,7 @@ FILE and DIR are rewritten in place (a directory recursively: *.yaml, *.yml);
 		},
 	}
 	cmd.Flags().StringSliceVarP(&files, "filename", "f", nil, "file, directory or - (repeatable)")
-	cmd.Flags().StringVar(&results, "results", "", "results JSON of a run (default: the last run's, dist/slipway-results.json)")
+	cmd.Flags().StringVar(&results, "results", "", "results JSON of a run (default: what was pushed, per target, dist/slipway-pushed.json)")
 	return cmd
 }
 

@@ -27,12 +27,12 @@ func writeResultsJSON(path string, res *pipeline.Results) error {
 }
 
 // recordPushed merges the targets res pushed to a registry into the
-// pushed results (lastResultsPath), which `slipway resolve` reads: a
+// pushed record (pushedResultsPath), which `slipway resolve` reads: a
 // target pushed now replaces its entry; the entries of other targets, and
 // of targets this run did not manage to push (their tags still name what
 // was pushed before), are kept. Failing to record is a warning.
 func recordPushed(lc *loadedConfig, res *pipeline.Results, log *slog.Logger) {
-	path := lastResultsPath(lc)
+	path := pushedResultsPath(lc)
 	merged, err := mergePushed(path, res)
 	if err == nil {
 		err = publish.MkdirOutput(filepath.Dir(path))
@@ -78,10 +78,10 @@ func mergePushed(path string, res *pipeline.Results) (*pipeline.Results, error) 
 	return out, nil
 }
 
-// recordLocal records the results of a run that wrote locally (OCI layout
-// or archive) in localResultsPath, leaving the pushed results alone.
-func recordLocal(lc *loadedConfig, res *pipeline.Results, log *slog.Logger) {
-	path := localResultsPath(lc)
+// recordLast records the results of a build or run, whatever it wrote, in
+// lastResultsPath.
+func recordLast(lc *loadedConfig, res *pipeline.Results, log *slog.Logger) {
+	path := lastResultsPath(lc)
 	err := publish.MkdirOutput(filepath.Dir(path))
 	if err == nil {
 		err = writeResultsJSON(path, res)
