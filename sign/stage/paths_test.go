@@ -61,11 +61,9 @@ func TestAttestationPathsRelative(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := "oci:" + filepath.Join(repo, "bases", "distroless") + "@sha256:" + strings.Repeat("1", 64)
-	cfg := pipeline.Target{Name: "hello", Dir: svc, Main: filepath.Join(svc, "cmd", "hello"), Base: base,
-		Files: []pipeline.FileConfig{{Src: conf, Dst: "/etc/app"}}}
+	digest := "@sha256:" + strings.Repeat("1", 64)
+	base := "oci:" + filepath.Join(repo, "bases", "distroless") + digest
 	j := pipeline.Job{Target: tg, BaseRef: base, Git: pipeline.GitInfo{Commit: strings.Repeat("c", 40), Remote: filepath.Join(tmp, "origin.git")}}
-
 	finding := scan.Finding{ID: "CVE-2099-0001", Severity: scan.SeverityHigh, PkgName: "example.com/x", InstalledVersion: "v1.0.0",
 		Platforms: []string{"linux/amd64"}, Suppressed: &scan.Suppression{Rule: ignore + ":CVE-2099-0001", Statement: "not reachable"}}
 	trivy, _ := json.Marshal(map[string]any{"SchemaVersion": 2, "ArtifactName": res.Digest.String(), "Results": []any{map[string]any{
@@ -76,38 +74,57 @@ func TestAttestationPathsRelative(t *testing.T) {
 		DB: scan.DBInfo{SchemaVersion: 2, UpdatedAt: time.Now().Add(-time.Hour)}, StartedAt: time.Now(), FinishedAt: time.Now(),
 		Platforms: []string{"linux/amd64"}, Findings: []scan.Finding{finding}, TrivyReport: trivy}
 
-	s, err := New(sign.SignerConfig{Key: testKey(t)}, WithAttestations(vocab.KindProvenance, vocab.KindVuln), WithTargets([]pipeline.Target{cfg}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sigs, err := s.Sign(ctx, j, res, report)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "oci")
-	if err := sigs.WriteLayout(out); err != nil {
-		t.Fatal(err)
-	}
-	payloads := layoutPayloads(t, out)
-	if len(payloads) == 0 {
-		t.Fatal("no attestation payload in the layout")
-	}
-	all := strings.Join(payloads, "\n")
-	home, _ := os.UserHomeDir()
-	for _, local := range []string{tmp, filepath.Dir(tmp), home} {
-		if local != "" && local != "/" && strings.Contains(all, local) {
-			t.Errorf("an attestation names the local path %s", local)
-		}
-	}
-	// The paths are there, relative to the checkout.
-	for _, want := range []string{`"Dir":"services/hello"`, `"Main":"./cmd/hello"`, `"Src":"conf"`,
-		`"base":"oci:bases/distroless@sha256:`, `.trivyignore.yaml:CVE-2099-0001`} {
-		if !strings.Contains(all, want) {
-			t.Errorf("no attestation holds %s", want)
-		}
-	}
-	if t.Failed() {
-		t.Logf("payloads:\n%s", all)
+	for _, tc := range []struct {
+		name string
+		cfg  pipeline.Target
+		opts []Option
+	}{
+		// Absolute paths in the config, the root found by the stage.
+		{"absolute", pipeline.Target{Name: "hello", Dir: svc, Main: filepath.Join(svc, "cmd", "hello"), Base: base,
+			Files: []pipeline.FileConfig{{Src: conf, Dst: "/etc/app"}}}, nil},
+		// Paths relative to a config in deploy/, the root and config
+		// directory given (what the command passes).
+		{"relative to the config", pipeline.Target{Name: "hello", Dir: "../services/hello", Main: "./cmd/hello", Base: "oci:../bases/distroless" + digest,
+			Files: []pipeline.FileConfig{{Src: "../conf", Dst: "/etc/app"}}}, []Option{WithSourceRoot(repo, filepath.Join(repo, "deploy"))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jj := j
+			jj.BaseRef = tc.cfg.Base
+			opts := append([]Option{WithAttestations(vocab.KindProvenance, vocab.KindVuln), WithTargets([]pipeline.Target{tc.cfg})}, tc.opts...)
+			s, err := New(sign.SignerConfig{Key: testKey(t)}, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sigs, err := s.Sign(ctx, jj, res, report)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "oci")
+			if err := sigs.WriteLayout(out); err != nil {
+				t.Fatal(err)
+			}
+			payloads := layoutPayloads(t, out)
+			if len(payloads) == 0 {
+				t.Fatal("no attestation payload in the layout")
+			}
+			all := strings.Join(payloads, "\n")
+			home, _ := os.UserHomeDir()
+			for _, local := range []string{tmp, filepath.Dir(tmp), home} {
+				if local != "" && local != "/" && strings.Contains(all, local) {
+					t.Errorf("an attestation names the local path %s", local)
+				}
+			}
+			// The paths are there, relative to the checkout.
+			for _, want := range []string{`"Dir":"services/hello"`, `"Main":"./cmd/hello"`, `"Src":"conf"`,
+				`"base":"oci:bases/distroless@sha256:`, `.trivyignore.yaml:CVE-2099-0001`} {
+				if !strings.Contains(all, want) {
+					t.Errorf("no attestation holds %s", want)
+				}
+			}
+			if t.Failed() {
+				t.Logf("payloads:\n%s", all)
+			}
+		})
 	}
 }
 
