@@ -3,11 +3,13 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -113,6 +115,19 @@ func TestOCIArchive(t *testing.T) {
 	}
 	if n := strings.Count(strings.Join(inArchive, "\n"), `"dev.slipway.sign.kind"`); n == 0 {
 		t.Fatalf("no signature entries in the archive: %v", inArchive)
+	}
+
+	// skopeo reads it as its own oci-archive (hello alone is tagged v1).
+	if sk, err := exec.LookPath("skopeo"); err == nil {
+		out, err := exec.Command(sk, "inspect", "--raw", "oci-archive:"+archive+":v1").Output()
+		if err != nil {
+			t.Fatalf("skopeo inspect: %v", err)
+		}
+		if d := fmt.Sprintf("sha256:%x", sha256.Sum256(out)); !slices.Contains(layoutDigests, d) {
+			t.Fatalf("skopeo reads index %s, not one of %v", d, layoutDigests)
+		}
+	} else {
+		t.Log("skopeo not installed: interoperability not checked")
 	}
 
 	// Unsigned, the same source gives the same archive, byte for byte.

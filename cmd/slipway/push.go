@@ -34,9 +34,6 @@ entries are refused.`,
 			if len(args) < 1 || (!strings.HasPrefix(args[0], build.LayoutPrefix) && !strings.HasPrefix(args[0], publish.ArchivePrefix)) {
 				return &usageError{fmt.Errorf("push needs oci:DIR or oci-archive:FILE as its first argument")}
 			}
-			if strings.Contains(args[0], "@") {
-				return &usageError{fmt.Errorf("push takes a whole layout, without @digest: select targets by name")}
-			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -47,12 +44,16 @@ entries are refused.`,
 			if lc.Repository == "" && !slices.ContainsFunc(lc.Targets, func(t pipeline.Target) bool { return t.Repository != "" }) {
 				return &usageError{fmt.Errorf("push needs --repository (or repository in the config, or a target's repository)")}
 			}
-			src, _, done, err := openArchiveRef(args[0])
-			if err != nil {
-				return err
+			dir := strings.TrimPrefix(args[0], build.LayoutPrefix)
+			if file, ok := strings.CutPrefix(args[0], publish.ArchivePrefix); ok {
+				// Checked and unpacked before anything is pushed.
+				tmp, cleanup, err := publish.OpenArchive(file)
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				dir = tmp
 			}
-			defer done()
-			dir := strings.TrimPrefix(src, build.LayoutPrefix)
 			l, err := publish.NewLayout(dir)
 			if err != nil {
 				return err
@@ -74,7 +75,8 @@ entries are refused.`,
 			if werr := printRefs(res, imageRefs); werr != nil && err == nil {
 				err = werr
 			}
-			if res != nil && err == nil {
+			if res != nil {
+				// What was pushed, even if a later target failed.
 				recordPushed(lc, res, g.logger())
 			}
 			return err
