@@ -90,8 +90,8 @@ entries are refused.`,
 
 // openArchiveRef opens "oci-archive:FILE[@sha256:…]": FILE is checked and
 // extracted (publish.OpenArchive) and the reference returned is
-// "oci:DIR[@sha256:…]" of the extracted layout; subject maps a reference
-// printed for that layout back to the archive's name, and done removes
+// "oci:DIR[@sha256:…]" of the extracted layout; subject maps a text naming
+// that layout (a reference, an error) back to the archive's name, and done removes
 // the layout. Any other reference is returned as it is, with no-op
 // functions.
 func openArchiveRef(ref string) (layoutRef string, subject func(string) string, done func(), err error) {
@@ -112,10 +112,29 @@ func openArchiveRef(ref string) (layoutRef string, subject func(string) string, 
 		layoutRef += "@" + digest
 	}
 	subject = func(s string) string {
-		if rest, ok := strings.CutPrefix(s, build.LayoutPrefix+dir); ok {
-			return publish.ArchivePrefix + file + rest
-		}
-		return s
+		s = strings.ReplaceAll(s, build.LayoutPrefix+dir, publish.ArchivePrefix+file)
+		return strings.ReplaceAll(s, dir, file)
 	}
 	return layoutRef, subject, cleanup, nil
+}
+
+// renamedError is an error whose message names the archive, not the
+// directory it was unpacked into; it unwraps to the original.
+type renamedError struct {
+	msg string
+	err error
+}
+
+func (e *renamedError) Error() string { return e.msg }
+func (e *renamedError) Unwrap() error { return e.err }
+
+// renameError rewrites err's message with subject (see openArchiveRef).
+func renameError(err error, subject func(string) string) error {
+	if err == nil {
+		return nil
+	}
+	if msg := subject(err.Error()); msg != err.Error() {
+		return &renamedError{msg: msg, err: err}
+	}
+	return err
 }

@@ -90,7 +90,7 @@ scan.allow_unjudged does not allow it.`,
 			defer done()
 			subject, idx, img, err := loadImage(ctx, lc, ref)
 			if err != nil {
-				return err
+				return renameError(err, named)
 			}
 			subject = named(subject)
 			log.Info("scanning", "image", subject)
