@@ -67,7 +67,8 @@ FUZZ_TARGETS := \
 	./pipeline:FuzzExpand \
 	./scan:FuzzParseIgnoreFile \
 	./scan:FuzzParsePlainIgnore \
-	./resolve:FuzzResolve
+	./resolve:FuzzResolve \
+	./publish:FuzzExtractArchive
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; \

@@ -228,8 +228,8 @@ scan:
 		t.Fatalf("last line %q: want rebuild due for vuln only, base moved", last)
 	}
 
-	// Without the results file: the repository and tag from the config.
-	if err := os.Remove(filepath.Join(dir, "dist", "slipway-results.json")); err != nil {
+	// Without the record of pushes: the repository and tag from the config.
+	if err := os.Remove(filepath.Join(dir, "dist", "slipway-pushed.json")); err != nil {
 		t.Fatal(err)
 	}
 	r = slipway(t, dir, nil, "outdated", "vuln", "--format", "json")

@@ -17,6 +17,9 @@ type FileResult struct {
 	Path string
 	// Changed counts the values replaced. A file with none is not rewritten.
 	Changed int
+	// Warnings are the values left alone that name a target's repository
+	// (see Resolve).
+	Warnings []Warning
 }
 
 // Dir resolves every *.yaml and *.yml file under dir, recursively, and
@@ -31,8 +34,8 @@ type FileResult struct {
 // are in lexical path order, one per file, changed or not; if a write fails,
 // they stop before the file that failed, and the files they list as changed
 // were written.
-func Dir(dir string, refs map[string]string) ([]FileResult, error) {
-	idx, err := newIndex(refs)
+func Dir(dir string, pushed map[string]Pushed) ([]FileResult, error) {
+	idx, err := newIndex(pushed)
 	if err != nil {
 		return nil, err
 	}
@@ -65,20 +68,22 @@ func Dir(dir string, refs map[string]string) ([]FileResult, error) {
 // ResolveFile resolves the file at path (see Resolve) and, if anything
 // changed, rewrites it in place atomically, keeping its permission bits.
 // A symlink is followed: its target is rewritten. It returns the number
-// of values replaced.
-func ResolveFile(path string, refs map[string]string) (int, error) {
-	idx, err := newIndex(refs)
+// of values replaced and the warnings.
+func ResolveFile(path string, pushed map[string]Pushed) (FileResult, error) {
+	idx, err := newIndex(pushed)
 	if err != nil {
-		return 0, err
+		return FileResult{}, err
 	}
-	if path, err = filepath.EvalSymlinks(path); err != nil {
-		return 0, err
-	}
-	rs, err := idx.rewrite([]string{path})
+	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return 0, err
+		return FileResult{}, err
 	}
-	return rs[0].Changed, nil
+	rs, err := idx.rewrite([]string{real})
+	if err != nil {
+		return FileResult{}, err
+	}
+	rs[0].Path = path
+	return rs[0], nil
 }
 
 // rewrite resolves every file in paths, then writes those that changed.
@@ -102,11 +107,11 @@ func (idx *index) rewrite(paths []string) ([]FileResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		out, n, err := idx.resolve(in)
+		out, n, warns, err := idx.resolve(in)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
-		results[i].Changed = n
+		results[i].Changed, results[i].Warnings = n, warns
 		if n > 0 {
 			todo[i] = pending{out: out, mode: info.Mode()}
 		}

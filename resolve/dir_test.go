@@ -70,7 +70,10 @@ func TestResolveDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []FileResult{
-		{Path: filepath.Join(dir, "deploy.yaml"), Changed: 7},
+		{Path: filepath.Join(dir, "deploy.yaml"), Changed: 7, Warnings: []Warning{{
+			Line: 28, Value: "127.0.0.1:5000/team/hello@sha256:" + strings.Repeat("0", 64), Target: "hello",
+			Reason: "is pinned to sha256:000000000000, not the digest slipway pushed (sha256:111111111111)",
+		}}},
 		{Path: filepath.Join(dir, "nested", "deep", "multi.YML"), Changed: 2},
 		{Path: unchanged, Changed: 0},
 	}
@@ -132,9 +135,9 @@ func TestResolveFile(t *testing.T) {
 	if err := os.Symlink("pod.yaml", link); err != nil {
 		t.Fatal(err)
 	}
-	n, err := ResolveFile(link, testRefs)
-	if err != nil || n != 1 {
-		t.Fatalf("ResolveFile = %d, %v; want 1, nil", n, err)
+	fr, err := ResolveFile(link, testRefs)
+	if err != nil || fr.Changed != 1 || fr.Path != link {
+		t.Fatalf("ResolveFile = %+v, %v; want 1 change in %s, nil", fr, err, link)
 	}
 	want := map[string]string{"pod.yaml": "# pod\nimage: " + helloRef + " # here\n"}
 	got := readTree(t, dir)

@@ -30,7 +30,7 @@ func FuzzResolve(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, n, err := Resolve(in, testRefs)
+		out, n, warns1, err := Resolve(in, testRefs)
 		if err != nil {
 			return
 		}
@@ -43,9 +43,13 @@ func FuzzResolve(f *testing.F) {
 		if _, err := parse(out); err != nil {
 			t.Fatalf("output does not parse: %v\n%q", err, out)
 		}
-		again, n2, err := Resolve(out, testRefs)
+		again, n2, warns, err := Resolve(out, testRefs)
 		if err != nil || n2 != 0 || !bytes.Equal(again, out) {
 			t.Fatalf("second pass: changed %d, err %v\nin:  %q\nout: %q", n2, err, in, out)
+		}
+		// What was rewritten is what was pushed: no new warning about it.
+		if len(warns) != len(warns1) {
+			t.Fatalf("second pass: %d warnings, first %d\nin:  %q\nout: %q", len(warns), len(warns1), in, out)
 		}
 	})
 }

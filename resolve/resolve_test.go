@@ -19,10 +19,10 @@ var (
 	helloRef  = "127.0.0.1:5000/team/hello@" + hDigest
 	workerRef = "127.0.0.1:5000/team/worker@" + wDigest
 
-	testRefs = map[string]string{
-		"hello":  helloRef,
-		"worker": workerRef,
-		"api":    "index.docker.io/team/api@" + aDigest,
+	testRefs = map[string]Pushed{
+		"hello":  {Ref: helloRef, Tags: []string{"latest", "v1"}},
+		"worker": {Ref: workerRef, Tags: []string{"latest", "nightly", "v1.2.3"}},
+		"api":    {Ref: "index.docker.io/team/api@" + aDigest, Tags: []string{"v2"}},
 	}
 )
 
@@ -89,7 +89,7 @@ func TestResolveGolden(t *testing.T) {
 			if tc.crlf {
 				in, want = crlf(in), crlf(want)
 			}
-			out, n, err := Resolve(in, testRefs)
+			out, n, _, err := Resolve(in, testRefs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +104,7 @@ func TestResolveGolden(t *testing.T) {
 				t.Error("output has bare LF line endings")
 			}
 			// Idempotent: the output has nothing left to resolve.
-			again, n, err := Resolve(out, testRefs)
+			again, n, _, err := Resolve(out, testRefs)
 			if err != nil || n != 0 || !bytes.Equal(again, out) {
 				t.Errorf("second pass: changed %d, err %v, same bytes %v", n, err, bytes.Equal(again, out))
 			}
@@ -149,7 +149,7 @@ func TestResolve(t *testing.T) {
 			if want == "" {
 				want = tc.in
 			}
-			out, n, err := Resolve([]byte(tc.in), testRefs)
+			out, n, _, err := Resolve([]byte(tc.in), testRefs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +170,7 @@ func TestResolveErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		in   string
-		refs map[string]string
+		refs map[string]Pushed
 		want []string // substrings of the error
 	}{
 		{"unknown target", "a: 1\nb:\n  image: slipway://nope\n", testRefs, []string{"line 3", `unknown target "nope"`, "api, hello, worker"}},
@@ -179,14 +179,14 @@ func TestResolveErrors(t *testing.T) {
 		{"invalid YAML", "a: 1\nb: [\nc: d: e\n", testRefs, []string{"invalid YAML", "line"}},
 		{"invalid YAML in a later document", "a: slipway://hello\n---\n\tb: 1\n", testRefs, []string{"invalid YAML", "line 3"}},
 		{"block scalar", "image: |-\n  slipway://hello\n", testRefs, []string{"line 1", "block scalar"}},
-		{"ambiguous repository", "image: 127.0.0.1:5000/team/hello:v1\n", map[string]string{
-			"a": helloRef, "b": "127.0.0.1:5000/team/hello@" + wDigest,
+		{"ambiguous repository", "image: 127.0.0.1:5000/team/hello:v1\n", map[string]Pushed{
+			"a": {Ref: helloRef, Tags: []string{"v1"}}, "b": {Ref: "127.0.0.1:5000/team/hello@" + wDigest, Tags: []string{"v1"}},
 		}, []string{"line 1", "matches targets a and b"}},
-		{"reference without digest", "x: 1\n", map[string]string{"hello": "127.0.0.1:5000/team/hello:v1"}, []string{"target hello", "127.0.0.1:5000/team/hello:v1"}},
+		{"reference without digest", "x: 1\n", map[string]Pushed{"hello": {Ref: "127.0.0.1:5000/team/hello:v1"}}, []string{"target hello", "127.0.0.1:5000/team/hello:v1"}},
 		{"UTF-16", "\xFF\xFEi\x00", testRefs, []string{"UTF-16"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, _, err := Resolve([]byte(tc.in), tc.refs)
+			out, _, _, err := Resolve([]byte(tc.in), tc.refs)
 			if err == nil {
 				t.Fatalf("no error; output:\n%s", out)
 			}
@@ -203,7 +203,7 @@ func TestResolveErrors(t *testing.T) {
 }
 
 func TestUnknownTargetError(t *testing.T) {
-	_, _, err := Resolve([]byte("a:\n  - b: slipway://gone\n"), testRefs)
+	_, _, _, err := Resolve([]byte("a:\n  - b: slipway://gone\n"), testRefs)
 	var ute *UnknownTargetError
 	if !errors.As(err, &ute) {
 		t.Fatalf("error %v is not an *UnknownTargetError", err)
@@ -219,8 +219,59 @@ func TestResolveLongLine(t *testing.T) {
 	const n = 50000
 	in := "args: [" + strings.Repeat("slipway://hello, ", n) + "end]\n"
 	want := "args: [" + strings.Repeat(helloRef+", ", n) + "end]\n"
-	out, changed, err := Resolve([]byte(in), testRefs)
+	out, changed, _, err := Resolve([]byte(in), testRefs)
 	if err != nil || changed != n || string(out) != want {
 		t.Fatalf("changed %d, err %v, output as expected %v", changed, err, string(out) == want)
+	}
+}
+
+// TestResolveWarnings (issue 14 item 11): only placeholders, bare
+// repositories and tags slipway pushed are rewritten; a reference pinned
+// to another tag or digest of a target's repository is left alone with a
+// warning naming the line; the pushed digest itself is silent.
+func TestResolveWarnings(t *testing.T) {
+	other := "sha256:" + strings.Repeat("0", 64)
+	for _, tc := range []struct {
+		name, in, want string
+		warn           []string // substrings of the one warning, none when nil
+	}{
+		{"pushed tag", "image: 127.0.0.1:5000/team/hello:v1\n", "image: 127.0.0.1:5000/team/hello@" + hDigest + "\n", nil},
+		{"bare", "image: 127.0.0.1:5000/team/hello\n", "image: 127.0.0.1:5000/team/hello@" + hDigest + "\n", nil},
+		{"other tag", "image: 127.0.0.1:5000/team/hello:v9.9.9\n", "", []string{"line 1", `"127.0.0.1:5000/team/hello:v9.9.9"`, "target hello", "tag v9.9.9", "did not push", "latest, v1", "left alone"}},
+		{"other tag, docker hub", "x: 1\nimage: team/api:v9\n", "", []string{"line 2", "target api", "tag v9"}},
+		{"other digest", "image: 127.0.0.1:5000/team/hello@" + other + "\n", "", []string{"line 1", "pinned to sha256:000000000000", "sha256:111111111111"}},
+		{"other tag with the pushed digest", "image: 127.0.0.1:5000/team/hello:v9@" + hDigest + "\n", "", []string{"line 1", "target hello"}},
+		{"pushed digest", "image: 127.0.0.1:5000/team/hello@" + hDigest + "\n", "", nil},
+		{"pushed tag and digest", "image: 127.0.0.1:5000/team/hello:v1@" + hDigest + "\n", "", nil},
+		{"another repository", "image: 127.0.0.1:5000/team/other:v9\n", "", nil},
+		{"not under image:", "value: 127.0.0.1:5000/team/hello:v9\n", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.want
+			if want == "" {
+				want = tc.in
+			}
+			out, _, warns, err := Resolve([]byte(tc.in), testRefs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(out) != want {
+				t.Errorf("output %q, want %q", out, want)
+			}
+			if tc.warn == nil {
+				if len(warns) != 0 {
+					t.Fatalf("warnings %v, want none", warns)
+				}
+				return
+			}
+			if len(warns) != 1 {
+				t.Fatalf("warnings %v, want one", warns)
+			}
+			for _, s := range tc.warn {
+				if !strings.Contains(warns[0].String(), s) {
+					t.Errorf("warning %q does not contain %q", warns[0], s)
+				}
+			}
+		})
 	}
 }

@@ -15,17 +15,19 @@ import (
 // reads what pipeline.Results writes.
 type results struct {
 	Targets []struct {
-		Target string `json:"target"`
-		Ref    string `json:"ref"`
-		Pushed bool   `json:"pushed"`
+		Target string   `json:"target"`
+		Ref    string   `json:"ref"`
+		Tags   []string `json:"tags"`
+		Pushed bool     `json:"pushed"`
 	} `json:"targets"`
 }
 
 // LoadResults reads a run's results JSON (pipeline.Results, as written by
-// --output-json) and returns the pushed reference of each target that was
-// pushed to a registry: target name → REPO@sha256:…. Targets that were not
-// pushed, or were written to an OCI layout (oci:DIR@…), are left out.
-func LoadResults(path string) (map[string]string, error) {
+// --output-json) and returns what was pushed to a registry for each target:
+// target name → its REPO@sha256:… and the tags pushed with it. Targets that
+// were not pushed, or were written to an OCI layout (oci:DIR@…) or archive
+// (oci-archive:FILE@…), are left out.
+func LoadResults(path string) (map[string]Pushed, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading results: %w", err)
@@ -34,9 +36,9 @@ func LoadResults(path string) (map[string]string, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("parsing results %s: %w", path, err)
 	}
-	refs := map[string]string{}
+	refs := map[string]Pushed{}
 	for _, t := range r.Targets {
-		if !t.Pushed || t.Ref == "" || strings.HasPrefix(t.Ref, "oci:") {
+		if !t.Pushed || t.Ref == "" || strings.HasPrefix(t.Ref, "oci:") || strings.HasPrefix(t.Ref, "oci-archive:") {
 			continue
 		}
 		if t.Target == "" {
@@ -48,7 +50,7 @@ func LoadResults(path string) (map[string]string, error) {
 		if _, err := name.NewDigest(t.Ref); err != nil {
 			return nil, fmt.Errorf("results %s: target %s: %w", path, t.Target, err)
 		}
-		refs[t.Target] = t.Ref
+		refs[t.Target] = Pushed{Ref: t.Ref, Tags: t.Tags}
 	}
 	return refs, nil
 }

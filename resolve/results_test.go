@@ -18,7 +18,7 @@ func TestLoadResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"hello": helloRef}
+	want := map[string]Pushed{"hello": {Ref: helloRef, Tags: []string{"v1"}}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -45,7 +45,7 @@ func TestLoadResultsPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]string{"hello": helloRef}, got); diff != "" {
+	if diff := cmp.Diff(map[string]Pushed{"hello": {Ref: helloRef, Tags: []string{"v1"}}}, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }

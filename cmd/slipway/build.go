@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -31,6 +32,7 @@ type buildFlags struct {
 	repository string
 	platforms  []string
 	ociLayout  string
+	ociArchive string
 	imageRefs  string
 	outputJSON string
 	resolveDir string
@@ -44,12 +46,14 @@ func (f *buildFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.repository, "repository", "", "repository to push under, as <repository>/<target> (config: repository)")
 	fl.StringSliceVar(&f.platforms, "platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64 (config: platforms)")
 	fl.StringVar(&f.ociLayout, "oci-layout", "", "OCI layout directory when not pushing (config: oci_layout, default dist/oci)")
+	fl.StringVar(&f.ociArchive, "oci-archive", "", "write the OCI layout as one tar FILE instead (skopeo's and podman's oci-archive; read by push/scan oci-archive:FILE)")
 	fl.StringVar(&f.imageRefs, "image-refs", "", "also write the digest references to this file, one per line")
 	fl.StringVar(&f.outputJSON, "output-json", "", "write the run's results (digests, findings, signatures, timings) as JSON")
 	fl.IntVarP(&f.jobs, "jobs", "j", 0, "concurrent builds and uploads (config: jobs, default: CPU count)")
 	fl.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry host reached over plain HTTP (repeatable)")
 	fl.BoolVar(&f.allowStale, "allow-stale-db", false, "scan with a DB older than scan.db.max_age (warns with its age)")
 	registerScanConfigFlags(fl)
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error { return f.check(cmd) }
 }
 
 // bindings maps flag names to config keys.
@@ -57,6 +61,19 @@ func (f *buildFlags) bindings() map[string]string {
 	return merge(scanBindings, map[string]string{
 		"repository": "repository", "platform": "platforms", "oci-layout": "oci_layout", "jobs": "jobs",
 	})
+}
+
+// check refuses flags that cannot go together (a usage error, exit 2).
+func (f *buildFlags) check(cmd *cobra.Command) error {
+	if f.ociArchive == "" {
+		return nil
+	}
+	for _, other := range []string{"push", "oci-layout"} {
+		if cmd.Flags().Changed(other) {
+			return &usageError{fmt.Errorf("--oci-archive and --%s cannot be used together", other)}
+		}
+	}
+	return nil
 }
 
 func newBuildCmd(g *globalFlags) *cobra.Command {
@@ -71,7 +88,11 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
   slipway build --push --repository registry.example.com/team
 
   # Only one target, two platforms, references to a file
-  slipway build hello --platform linux/amd64,linux/arm64 --image-refs refs.txt`,
+  slipway build hello --platform linux/amd64,linux/arm64 --image-refs refs.txt
+
+  # One tar for another CI job (skopeo/podman oci-archive), pushed there unchanged
+  slipway build --oci-archive images.tar
+  slipway push oci-archive:images.tar --repository registry.example.com/team`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lc, err := loadConfig(g, cmd.Flags(), f.bindings())
 			if err != nil {
@@ -170,9 +191,21 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 			return err
 		}
 	}
-	if f.push {
+	var archive *pipeline.ArchiveDestination
+	switch {
+	case f.push:
 		st.Destination = &pipeline.RegistryDestination{Registry: reg}
-	} else {
+	case f.ociArchive != "":
+		file, err := filepath.Abs(f.ociArchive) // printed, as the layout's directory is
+		if err != nil {
+			return err
+		}
+		if archive, err = pipeline.NewArchiveDestination(file); err != nil {
+			return err
+		}
+		defer archive.Close()
+		st.Destination = archive
+	default:
 		l, err := publish.NewLayout(lc.OCILayout)
 		if err != nil {
 			return err
@@ -185,6 +218,17 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 		OnReport:          onReport,
 		Jobs:              lc.Jobs,
 	})
+	if archive != nil && res != nil && slices.ContainsFunc(res.Targets, func(t pipeline.TargetResult) bool { return t.Pushed }) {
+		// The archive holds what was written: every target, or with
+		// on_failure: continue those that passed. Until here nothing is
+		// at the file; if this fails, nothing is.
+		if aerr := archive.Commit(); aerr != nil {
+			for i := range res.Targets {
+				res.Targets[i].Pushed = false
+			}
+			err = errors.Join(err, aerr)
+		}
+	}
 	if werr := printRefs(res, f.imageRefs); werr != nil && err == nil {
 		err = werr
 	}
@@ -192,12 +236,11 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 		printSummary(os.Stderr, res)
 	}
 	if res != nil {
-		werr := publish.MkdirOutput(filepath.Dir(lastResultsPath(lc)))
-		if werr == nil {
-			werr = writeResultsJSON(lastResultsPath(lc), res)
-		}
-		if werr != nil {
-			log.Warn("recording results", "err", werr)
+		// What resolve reads (the pushed record) changes only when
+		// something was pushed.
+		recordLast(lc, res, log)
+		if f.push {
+			recordPushed(lc, res, log)
 		}
 	}
 	if f.outputJSON != "" && res != nil {
@@ -206,7 +249,9 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 		}
 	}
 	if f.resolveDir != "" && err == nil && f.push {
-		if _, rerr := resolve.Dir(f.resolveDir, refsOf(res)); rerr != nil {
+		rs, rerr := resolve.Dir(f.resolveDir, refsOf(res))
+		reportResolved(os.Stderr, rs)
+		if rerr != nil {
 			err = fmt.Errorf("resolving %s: %w", f.resolveDir, rerr)
 		}
 	} else if f.resolveDir != "" {

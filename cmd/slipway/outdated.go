@@ -41,8 +41,8 @@ is fixed by a rebuild on the current base (a base package the current base no
 longer has vulnerable), by a newer Go module (the version to go to is shown),
 or by neither.
 
-The image is the --image reference, else the pushed reference in the results
-of the last run (dist/slipway-results.json, or --results), else the target's
+The image is the --image reference, else the reference the last push recorded
+(dist/slipway-pushed.json, or --results), else the target's
 repository with its first tag that is not a template (latest by default).
 
 Exit codes: 0 up to date; 3 a rebuild is due (the base tag moved, slipway.yaml
@@ -70,7 +70,7 @@ In a scheduled job: slipway outdated || slipway run --push`,
 	fl := cmd.Flags()
 	registerScanConfigFlags(fl)
 	fl.StringSliceVar(&f.images, "image", nil, "image to check, [TARGET=]REF (repeatable; a bare REF needs exactly one target)")
-	fl.StringVar(&f.results, "results", "", "results JSON of a push (default: the last run's, dist/slipway-results.json, when present)")
+	fl.StringVar(&f.results, "results", "", "results JSON of a push (default: what was pushed, per target, dist/slipway-pushed.json, when present)")
 	fl.BoolVar(&f.modules, "modules", false, "exit 3 also when a newer Go module fixes a finding (a code change, not a rebuild)")
 	fl.StringVar(&f.format, "format", "table", "stdout format: table (nothing on stdout; the table goes to stderr) or json")
 	fl.StringVar(&f.outputJSON, "output-json", "", "also write the results as JSON to this file")
@@ -98,10 +98,13 @@ func runOutdated(ctx context.Context, g *globalFlags, f *outdatedFlags, lc *load
 	results := map[string]string{}
 	resultsFile, explicit := f.results, f.results != ""
 	if !explicit {
-		resultsFile = lastResultsPath(lc)
+		// What was pushed, per target: a local build since does not hide it.
+		resultsFile = pushedResultsPath(lc)
 	}
-	if refs, err := resolve.LoadResults(resultsFile); err == nil {
-		results = refs
+	if pushed, err := resolve.LoadResults(resultsFile); err == nil {
+		for name, p := range pushed {
+			results[name] = p.Ref
+		}
 	} else if explicit || !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("reading results of the last run: %w", err)
 	}

@@ -2,14 +2,19 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/slipway-build/slipway/pipeline"
+	"github.com/slipway-build/slipway/publish"
 )
 
 // writeResultsJSON writes the run's results for machines.
@@ -19,6 +24,71 @@ func writeResultsJSON(path string, res *pipeline.Results) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	})
+}
+
+// recordPushed merges the targets res pushed to a registry into the
+// pushed record (pushedResultsPath), which `slipway resolve` reads: a
+// target pushed now replaces its entry; the entries of other targets, and
+// of targets this run did not manage to push (their tags still name what
+// was pushed before), are kept. Failing to record is a warning.
+func recordPushed(lc *loadedConfig, res *pipeline.Results, log *slog.Logger) {
+	path := pushedResultsPath(lc)
+	merged, err := mergePushed(path, res)
+	if err == nil {
+		err = publish.MkdirOutput(filepath.Dir(path))
+	}
+	if err == nil {
+		err = writeResultsJSON(path, merged)
+	}
+	if err != nil {
+		log.Warn("recording results", "file", path, "err", err)
+	}
+}
+
+// mergePushed returns the pushed results at path (none when missing)
+// updated with what res pushed to a registry, sorted by target.
+func mergePushed(path string, res *pipeline.Results) (*pipeline.Results, error) {
+	byTarget := map[string]pipeline.TargetResult{}
+	old, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		var prev pipeline.Results
+		// An unreadable file (another version's) is replaced, not merged.
+		if json.Unmarshal(old, &prev) == nil {
+			for _, t := range prev.Targets {
+				if t.Pushed && t.Ref != "" && !isLocalRef(t.Ref) {
+					byTarget[t.Target] = t
+				}
+			}
+		}
+	}
+	for _, t := range res.Targets {
+		if t.Pushed && t.Ref != "" && !isLocalRef(t.Ref) {
+			byTarget[t.Target] = t
+		}
+	}
+	out := &pipeline.Results{Targets: make([]pipeline.TargetResult, 0, len(byTarget))}
+	for _, t := range byTarget {
+		out.Targets = append(out.Targets, t)
+	}
+	sort.Slice(out.Targets, func(i, j int) bool { return out.Targets[i].Target < out.Targets[j].Target })
+	return out, nil
+}
+
+// recordLast records the results of a build or run, whatever it wrote, in
+// lastResultsPath.
+func recordLast(lc *loadedConfig, res *pipeline.Results, log *slog.Logger) {
+	path := lastResultsPath(lc)
+	err := publish.MkdirOutput(filepath.Dir(path))
+	if err == nil {
+		err = writeResultsJSON(path, res)
+	}
+	if err != nil {
+		log.Warn("recording results", "file", path, "err", err)
+	}
 }
 
 // printSummary writes a human summary table of the run.

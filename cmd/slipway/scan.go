@@ -62,7 +62,8 @@ func newScanCmd(g *globalFlags) *cobra.Command {
 		Use:   "scan IMAGE",
 		Short: "Scan an image (every platform) for vulnerabilities and apply the gate",
 		Long: `Scans every platform of IMAGE with Trivy, as a library, without a Docker
-daemon. IMAGE is a registry reference (tag or digest) or oci:DIR[@sha256:…].
+daemon. IMAGE is a registry reference (tag or digest), oci:DIR[@sha256:…]
+or oci-archive:FILE[@sha256:…].
 The report lists every finding of every severity; only the gate (severity,
 ignore_unfixed, ignore file) decides the exit code: 3 when it fails, 1 when
 part of the image cannot be judged ("cannot judge: …") and
@@ -82,10 +83,16 @@ scan.allow_unjudged does not allow it.`,
 				return err
 			}
 			ctx := cmd.Context()
-			subject, idx, img, err := loadImage(ctx, lc, args[0])
+			ref, named, done, err := openArchiveRef(args[0]) // oci-archive:FILE, checked and extracted
 			if err != nil {
 				return err
 			}
+			defer done()
+			subject, idx, img, err := loadImage(ctx, lc, ref)
+			if err != nil {
+				return renameError(err, named)
+			}
+			subject = named(subject)
 			log.Info("scanning", "image", subject)
 			var rep *scan.Report
 			if idx != nil {

@@ -194,6 +194,7 @@ func newSigner(ctx context.Context, lc *loadedConfig, ropts []remote.Option, log
 		stage.WithBuilderVersion(version),
 		stage.WithRemoteOptions(ropts...),
 		stage.WithLogger(log),
+		stage.WithSourceRoot(pipeline.SourceRoot(ctx, lc.Dir), lc.Dir),
 	}
 	rec, err := lc.signatureRecord()
 	if err != nil {

@@ -4,17 +4,20 @@ import (
 	"archive/tar"
 	"bytes"
 	"cmp"
+	"context"
 	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"io"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/pipeline"
+	"github.com/slipway-build/slipway/scan"
 	"github.com/slipway-build/slipway/sign"
 )
 
@@ -41,6 +44,24 @@ func (s *Signer) provenance(j pipeline.Job, res *build.Result) (sign.Provenance,
 		env[i] = k
 	}
 	cfgTarget.Env = env
+	// Local paths are recorded relative to the repository: the same
+	// source gives the same provenance on any checkout, and it says
+	// nothing of the machine's directories.
+	m := s.paths(j)
+	cfgTarget.Dir = m.dir(cfgTarget.Dir, j.Target.Dir)
+	if filepath.IsAbs(cfgTarget.Main) {
+		cfgTarget.Main = moduleRelative(j.Target.Dir, cfgTarget.Main)
+	}
+	cfgTarget.Files = slices.Clone(cfgTarget.Files)
+	for i := range cfgTarget.Files {
+		resolved := ""
+		if len(j.Target.Files) == len(cfgTarget.Files) {
+			resolved = j.Target.Files[i].Src
+		}
+		cfgTarget.Files[i].Src = m.dir(cfgTarget.Files[i].Src, resolved)
+	}
+	cfgTarget.Base = m.baseRef(cfgTarget.Base)
+	baseRef := m.baseRef(j.BaseRef)
 	platforms := make([]string, len(j.Target.Platforms))
 	for i, p := range j.Target.Platforms {
 		platforms[i] = build.PlatformString(p)
@@ -55,7 +76,7 @@ func (s *Signer) provenance(j pipeline.Job, res *build.Result) (sign.Provenance,
 		ExternalParameters: map[string]any{
 			"target":    cfgTarget,
 			"platforms": platforms,
-			"base":      j.BaseRef,
+			"base":      baseRef,
 			"tags":      j.Tags,
 		},
 		GoVersion:  bi.goVersion,
@@ -64,6 +85,9 @@ func (s *Signer) provenance(j pipeline.Job, res *build.Result) (sign.Provenance,
 	}
 	if j.Git.Commit != "" {
 		uri := j.Git.Remote
+		if isLocalRemote(uri) {
+			uri = "" // a path on this machine names nothing elsewhere
+		}
 		if uri != "" && !strings.HasPrefix(uri, "git+") {
 			uri = "git+" + uri
 		}
@@ -71,15 +95,104 @@ func (s *Signer) provenance(j pipeline.Job, res *build.Result) (sign.Provenance,
 	}
 	if res.Base.Digest != "" {
 		if h, err := v1.NewHash(res.Base.Digest); err == nil {
-			p.BaseImages = append(p.BaseImages, sign.BaseImage{Ref: j.BaseRef, Digest: h})
+			p.BaseImages = append(p.BaseImages, sign.BaseImage{Ref: baseRef, Digest: h})
 		}
 		for _, pi := range res.Images {
 			if h, err := v1.NewHash(pi.BaseDigest); err == nil {
-				p.BaseImages = append(p.BaseImages, sign.BaseImage{Ref: j.BaseRef, Digest: h, Platform: build.PlatformString(pi.Platform)})
+				p.BaseImages = append(p.BaseImages, sign.BaseImage{Ref: baseRef, Digest: h, Platform: build.PlatformString(pi.Platform)})
 			}
 		}
 	}
 	return p, nil
+}
+
+// pathMapper makes the local paths recorded in attestations relative to
+// the source root.
+type pathMapper struct {
+	root      string
+	configDir string // "" when unknown: relative paths stay as written
+}
+
+// paths is the job's pathMapper (see WithSourceRoot).
+func (s *Signer) paths(j pipeline.Job) pathMapper {
+	if s.o.root != "" {
+		return pathMapper{root: s.o.root, configDir: s.o.configDir}
+	}
+	root := j.Target.Dir
+	if root != "" {
+		root = pipeline.SourceRoot(context.Background(), root)
+	}
+	return pathMapper{root: root}
+}
+
+// path maps p (a path as configured): relative to the root when it is
+// absolute or the config's directory is known, else as written.
+func (m pathMapper) path(p string) string {
+	if p == "" || m.root == "" || (!filepath.IsAbs(p) && m.configDir == "") {
+		return filepath.ToSlash(p)
+	}
+	return pipeline.RelativeTo(m.root, m.configDir, p)
+}
+
+// dir maps a configured path whose resolved (absolute) form is resolved,
+// when known.
+func (m pathMapper) dir(configured, resolved string) string {
+	if resolved != "" && m.root != "" && (filepath.IsAbs(configured) || m.configDir != "") {
+		return pipeline.RelativeTo(m.root, "", resolved)
+	}
+	return m.path(configured)
+}
+
+// baseRef maps the directory of an "oci:DIR[@digest]" base; other
+// references are returned as they are.
+func (m pathMapper) baseRef(ref string) string {
+	spec, ok := strings.CutPrefix(ref, build.LayoutPrefix)
+	if !ok {
+		return ref
+	}
+	dir, digest, hasDigest := strings.Cut(spec, "@")
+	out := build.LayoutPrefix + m.path(dir)
+	if hasDigest {
+		out += "@" + digest
+	}
+	return out
+}
+
+// report returns r with the ignore file named in each suppression
+// ("FILE:ID", FILE absolute) made relative to the root; r is not changed.
+func (m pathMapper) report(r *scan.Report) *scan.Report {
+	if r == nil {
+		return nil
+	}
+	out := *r
+	out.Findings = slices.Clone(r.Findings)
+	for i, f := range out.Findings {
+		if f.Suppressed == nil {
+			continue
+		}
+		sup := *f.Suppressed
+		if i := strings.LastIndexByte(sup.Rule, ':'); i > 0 && filepath.IsAbs(sup.Rule[:i]) {
+			sup.Rule = m.path(sup.Rule[:i]) + sup.Rule[i:]
+		}
+		out.Findings[i].Suppressed = &sup
+	}
+	return &out
+}
+
+// moduleRelative is main (absolute) as a package path relative to the
+// module directory: "./cmd/hello".
+func moduleRelative(moduleDir, main string) string {
+	rel := pipeline.RelativeTo(moduleDir, "", main)
+	if rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
+		return rel
+	}
+	return "./" + rel
+}
+
+// isLocalRemote reports whether a git remote URL is a path on this
+// machine (/srv/git/app.git, file:///…, ../app.git).
+func isLocalRemote(uri string) bool {
+	return strings.HasPrefix(uri, "/") || strings.HasPrefix(uri, "file:") || strings.HasPrefix(uri, ".") || strings.HasPrefix(uri, "~")
 }
 
 // goBuild is what provenance records of how the binaries were built.

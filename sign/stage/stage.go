@@ -53,6 +53,8 @@ type options struct {
 	ropts       []remote.Option
 	record      *sign.Record
 	log         *slog.Logger
+	root        string // see WithSourceRoot
+	configDir   string
 }
 
 // WithAttestations adds attestations by kind (vocab.KindVuln, KindSBOM,
@@ -89,6 +91,19 @@ func WithRepository(prefix string) Option {
 // its external parameters (environment values left out). Default: none.
 func WithTargets(ts []pipeline.Target) Option {
 	return func(o *options) { o.targets = ts }
+}
+
+// WithSourceRoot makes the local paths recorded in provenance (the
+// target's dir, main, files, an oci: base) and in the vuln attestation
+// (the ignore file of a suppression) relative to root, slash-separated
+// (see pipeline.SourceRoot: the git top level, or the config file's
+// directory); configDir is the directory the config's relative paths are
+// relative to. Default: root is the git top level of each target's
+// directory, else that directory; absolute paths are made relative to
+// it, and relative ones are recorded as written (relative to the config
+// file).
+func WithSourceRoot(root, configDir string) Option {
+	return func(o *options) { o.root, o.configDir = root, configDir }
 }
 
 // WithBuilderVersion is slipway's version, in provenance's builder id.
@@ -165,7 +180,7 @@ func (s *Signer) Sign(ctx context.Context, j pipeline.Job, res *build.Result, re
 		if report == nil {
 			return nil, errors.New("the vuln attestation needs a scan (enable the scan)")
 		}
-		opts = append(opts, sign.WithVulnReport(report))
+		opts = append(opts, sign.WithVulnReport(s.paths(j).report(report)))
 	}
 	if s.o.attest[vocab.KindSBOM] {
 		doc, err := s.sbom(ctx, res)
