@@ -73,6 +73,7 @@ func (c *Config) ResolvePaths(file *Config, configDir, workDir string) {
 	one(&c.CACertificates, file.CACertificates, func(s string) bool { return s != build.CASystem && s != build.CANone })
 	one(&c.CacheDir, file.CacheDir, anyPath)
 	one(&c.Scan.IgnoreFile, file.Scan.IgnoreFile, anyPath)
+	list(c.Scan.VEX, file.Scan.VEX)
 	one(&c.Scan.DB.Dir, file.Scan.DB.Dir, anyPath)
 	one(&c.Scan.CacheDir, file.Scan.CacheDir, anyPath)
 	layout := file.OCILayout
@@ -99,6 +100,7 @@ func (c *Config) InputPaths() *Config {
 		out.BasePolicy = &BasePolicy{Keys: slices.Clone(c.BasePolicy.Keys), TrustedRoot: c.BasePolicy.TrustedRoot}
 	}
 	out.Scan.IgnoreFile, out.Scan.DB.Dir, out.Scan.CacheDir = c.Scan.IgnoreFile, c.Scan.DB.Dir, c.Scan.CacheDir
+	out.Scan.VEX = splitList(slices.Clone(c.Scan.VEX)) // as Validate leaves them
 	return out
 }
 
