@@ -37,7 +37,10 @@ func TestWriteSBOMFormat(t *testing.T) {
 		t.Fatalf("Write without MakeSBOM = %v, want ErrNoSBOM", err)
 	}
 	var asked Format
-	r.MakeSBOM = func(_ context.Context, f Format) ([]byte, error) { asked = f; return []byte(`{"bomFormat":"CycloneDX"}`), nil }
+	r.MakeSBOM = func(_ context.Context, f Format) ([]byte, error) {
+		asked = f
+		return []byte(`{"bomFormat":"CycloneDX"}`), nil
+	}
 	if err := Write(&buf, r, FormatCycloneDX); err != nil || asked != FormatCycloneDX || buf.String() != `{"bomFormat":"CycloneDX"}` {
 		t.Fatalf("Write cyclonedx: %v asked %q wrote %q", err, asked, buf.String())
 	}
