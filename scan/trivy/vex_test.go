@@ -29,6 +29,8 @@ func TestVEXSuppressesOnlyTheStatedProduct(t *testing.T) {
 	}{
 		{"openvex-text.json", true, "not_affected", "vulnerable_code_not_in_execute_path"},
 		{"csaf-text.json", true, "not_affected", "vulnerable_code_not_in_execute_path"},
+		{"cyclonedx-text.json", true, "not_affected", "code_not_reachable"},
+		{"cyclonedx-other.json", false, "", ""},
 		{"openvex-other-product.json", false, "", ""},
 		{"openvex-affected.json", false, "", ""},
 	} {
@@ -74,7 +76,7 @@ func TestVEXSuppressesOnlyTheStatedProduct(t *testing.T) {
 // *VEXError naming the file, at New.
 func TestVEXInvalidFailsClosed(t *testing.T) {
 	db := fixtureDB(t, now.Add(-time.Hour))
-	for _, name := range []string{"missing.json", "truncated.json", "not-vex.json"} {
+	for _, name := range []string{"missing.json", "truncated.json", "not-vex.json", "cyclonedx-plain-ref.json"} {
 		_, err := New(WithDBDir(db), WithCacheDir(t.TempDir()), WithVEX(vexFile("openvex-text.json"), vexFile(name)))
 		var ve *VEXError
 		if !errors.As(err, &ve) || ve.Path != vexFile(name) || ve.Index != 1 {
@@ -91,5 +93,43 @@ func TestVEXIdentity(t *testing.T) {
 	none := newScanner(t, db)
 	if a.ConfigIdentity() == b.ConfigIdentity() || a.ConfigIdentity() == "" || none.ConfigIdentity() != "" {
 		t.Errorf("identities %q %q %q", a.ConfigIdentity(), b.ConfigIdentity(), none.ConfigIdentity())
+	}
+}
+
+// TestVEXEveryPlatform: a finding merged across platforms is suppressed
+// only when a statement covers it on every platform: Debian's package URLs
+// name the architecture, so a statement about amd64's libc6 leaves the
+// arm64 occurrence, and the finding, counting.
+func TestVEXEveryPlatform(t *testing.T) {
+	db := fixtureDB(t, now.Add(-time.Hour))
+	for _, c := range []struct {
+		file       string
+		suppressed bool
+	}{{"openvex-libc6-amd64.json", false}, {"openvex-libc6-both.json", true}} {
+		r, err := newScanner(t, db, WithVEX(vexFile(c.file))).Scan(context.Background(), debianIndex(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, f := range r.Findings {
+			if f.ID != "CVE-2023-4911" || f.PkgName != "libc6" {
+				continue
+			}
+			n++
+			if len(f.Platforms) != 2 || (f.Suppressed != nil) != c.suppressed {
+				t.Errorf("%s: libc6 %v suppressed %+v, want suppressed=%v", c.file, f.Platforms, f.Suppressed, c.suppressed)
+			}
+			if c.suppressed && (f.Suppressed.Status != "fixed" || f.Suppressed.Justification != "") {
+				t.Errorf("%s: %+v", c.file, f.Suppressed)
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%s: %d libc6 findings of CVE-2023-4911, want 1 (merged)", c.file, n)
+		}
+		for _, f := range r.Findings {
+			if f.PkgName == "libc-bin" && f.Suppressed != nil {
+				t.Errorf("%s: libc-bin suppressed by a statement about libc6", c.file)
+			}
+		}
 	}
 }
