@@ -232,7 +232,7 @@ func (s *Scanner) scan(ctx context.Context, subject string, imgs []platformImage
 		}
 		native.add(pi.platform, osInfo, results)
 		if s.vex != nil {
-			if err := s.vex.filter(ctx, pi.platform, pi.digest, osInfo, results, vexed); err != nil {
+			if err := s.vex.filter(pi.platform, pi.digest, osInfo, results, vexed); err != nil {
 				return nil, err
 			}
 		}

@@ -1,25 +1,16 @@
 package trivy
 
 import (
-	"bytes"
-	"cmp"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"runtime/debug"
 	"slices"
 
-	cdx "github.com/CycloneDX/cyclonedx-go"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
-	tsbom "github.com/aquasecurity/trivy/pkg/sbom"
-	"github.com/aquasecurity/trivy/pkg/sbom/core"
-	"github.com/aquasecurity/trivy/pkg/sbom/cyclonedx"
 	"github.com/aquasecurity/trivy/pkg/types"
-	"github.com/aquasecurity/trivy/pkg/vex"
 
 	"github.com/slipway-build/slipway/scan"
 )
@@ -50,7 +41,7 @@ func (e *VEXError) Unwrap() error { return e.Err }
 // package URL (the package's own, or as a subcomponent of a product above
 // it, such as the Go binary's main module), so a statement about another
 // product suppresses nothing. CycloneDX VEX is matched by the reference of
-// its BOM-links (see loadCycloneDXVEX). Every file is read and decoded by
+// its BOM-links (see vexmatch.go). Every file is read and decoded by
 // New: one that cannot be is a *VEXError naming it. Default: none.
 func WithVEX(paths ...string) Option {
 	return func(o *options) error {
@@ -61,99 +52,34 @@ func WithVEX(paths ...string) Option {
 
 // vexSet is the VEX documents a scanner applies.
 type vexSet struct {
-	// files are the OpenVEX and CSAF documents, applied together as
-	// Trivy's CLI applies its --vex sources.
-	files []string
-	// cdx are the CycloneDX VEX documents.
-	cdx []cdxVEX
+	docs []vexMatcher
 	// identity is a digest of every document's bytes, in order.
 	identity string
 }
 
-// cdxVEX is a CycloneDX VEX document and the SBOMs (serial number and
-// version) its BOM-links name.
-type cdxVEX struct {
-	path  string
-	sboms []cdxSBOM
-}
-
-type cdxSBOM struct {
-	serial  string
-	version int
-}
-
-// loadVEX checks that each path holds a VEX document Trivy applies, and
-// digests their contents.
+// loadVEX reads and decodes each document, once, and digests their
+// contents.
 func loadVEX(paths []string) (*vexSet, error) {
 	if len(paths) == 0 {
 		return nil, nil
 	}
 	h := sha256.New()
 	vs := &vexSet{}
-	probe := &types.Report{ArtifactType: ftypes.TypeContainerImage}
 	for i, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return nil, &VEXError{Index: i, Path: p, Err: err}
 		}
+		d, err := decodeVEXDocument(b, p)
+		if err != nil {
+			return nil, &VEXError{Index: i, Path: p, Err: err}
+		}
+		vs.docs = append(vs.docs, d)
 		fmt.Fprintf(h, "%d:%s\x00", len(b), p)
 		h.Write(b)
-		if isCDX, _ := tsbom.IsCycloneDXJSON(bytes.NewReader(b)); isCDX {
-			c, err := loadCycloneDXVEX(p, b)
-			if err != nil {
-				return nil, &VEXError{Index: i, Path: p, Err: err}
-			}
-			vs.cdx = append(vs.cdx, c)
-			continue
-		}
-		if _, err := vex.NewDocument(p, probe); err != nil {
-			return nil, &VEXError{Index: i, Path: p, Err: fmt.Errorf("not a VEX document Trivy can read (OpenVEX, CSAF, CycloneDX VEX): %w", err)}
-		}
-		vs.files = append(vs.files, p)
 	}
 	vs.identity = "vex sha256:" + hex.EncodeToString(h.Sum(nil))
 	return vs, nil
-}
-
-// loadCycloneDXVEX reads a CycloneDX VEX document. Trivy applies one only
-// to the CycloneDX SBOM its BOM-links (urn:cdx:SERIAL/VERSION#REF) name,
-// matching REF against the package's bom-ref or package URL. slipway
-// scans the image, not that SBOM, so it matches REF (in slipway's and
-// Trivy's CycloneDX SBOMs a package's bom-ref is its package URL) against
-// the scanned packages, whichever SBOM the link names: Trivy's own
-// matcher, run once per SBOM the document names.
-func loadCycloneDXVEX(path string, b []byte) (cdxVEX, error) {
-	bom, err := cyclonedx.DecodeJSON(bytes.NewReader(b))
-	if err != nil {
-		return cdxVEX{}, err
-	}
-	if bom.Vulnerabilities == nil || len(*bom.Vulnerabilities) == 0 {
-		return cdxVEX{}, errors.New("a CycloneDX document without vulnerabilities is not a VEX document")
-	}
-	c := cdxVEX{path: path}
-	for _, v := range *bom.Vulnerabilities {
-		if v.Affects == nil {
-			continue
-		}
-		for _, a := range *v.Affects {
-			link, err := cdx.ParseBOMLink(a.Ref)
-			if err != nil {
-				return cdxVEX{}, fmt.Errorf("vulnerability %s: affects ref %q is not a BOM-link (urn:cdx:SERIAL/VERSION#REF), the only form Trivy matches", v.ID, a.Ref)
-			}
-			s := cdxSBOM{serial: link.SerialNumber(), version: link.Version()}
-			if !slices.Contains(c.sboms, s) {
-				c.sboms = append(c.sboms, s)
-			}
-		}
-	}
-	if len(c.sboms) == 0 {
-		return cdxVEX{}, errors.New("no vulnerability names a component it affects")
-	}
-	probe := &types.Report{ArtifactType: ftypes.TypeCycloneDX, BOM: core.NewBOM(core.Options{})}
-	if _, err := vex.NewDocument(path, probe); err != nil {
-		return cdxVEX{}, err
-	}
-	return c, nil
 }
 
 // ConfigIdentity implements scan.ConfigIdentifier: the VEX documents'
@@ -188,15 +114,26 @@ func newVEXOutcome() *vexOutcome {
 }
 
 // filter applies the VEX documents to one platform's results as Trivy's
-// CLI does (pkg/vex.Filter over the platform's report, packages included),
-// on copies: the results themselves keep every vulnerability.
-func (v *vexSet) filter(ctx context.Context, platform, digest string, osInfo ftypes.OS, results types.Results, out *vexOutcome) (err error) {
+// CLI applies its --vex files (pkg/vex.Filter, see filterVEX) to the
+// platform's report, packages included, on copies: the results themselves
+// keep every vulnerability.
+func (v *vexSet) filter(platform, digest string, osInfo ftypes.OS, results types.Results, out *vexOutcome) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("applying VEX on %s: trivy panicked: %v\n%s", platform, r, debug.Stack())
+			err = fmt.Errorf("applying VEX on %s: panic: %v\n%s", platform, r, debug.Stack())
 		}
 	}()
-	for _, r := range results {
+	rep := &types.Report{
+		SchemaVersion: reportSchemaVersion,
+		ArtifactName:  digest,
+		ArtifactType:  ftypes.TypeContainerImage,
+		Results:       make(types.Results, len(results)),
+	}
+	if osInfo.Detected() {
+		o := osInfo
+		rep.Metadata.OS = &o
+	}
+	for i, r := range results {
 		for _, dv := range r.Vulnerabilities {
 			k := vexKey{dv.VulnerabilityID, dv.PkgName, dv.InstalledVersion}
 			if out.total[k] == nil {
@@ -204,53 +141,12 @@ func (v *vexSet) filter(ctx context.Context, platform, digest string, osInfo fty
 			}
 			out.total[k][platform+"\x00"+r.Target] = true
 		}
+		r.Vulnerabilities = slices.Clone(r.Vulnerabilities)
+		r.Packages = slices.Clone(r.Packages)
+		r.ModifiedFindings = nil
+		rep.Results[i] = r
 	}
-	report := func(typ ftypes.ArtifactType, bom *core.BOM) *types.Report {
-		rep := &types.Report{
-			SchemaVersion: reportSchemaVersion,
-			ArtifactName:  digest,
-			ArtifactType:  typ,
-			Results:       make(types.Results, len(results)),
-			BOM:           bom,
-		}
-		if osInfo.Detected() {
-			o := osInfo
-			rep.Metadata.OS = &o
-		}
-		for i, r := range results {
-			r.Vulnerabilities = slices.Clone(r.Vulnerabilities)
-			r.Packages = slices.Clone(r.Packages)
-			r.ModifiedFindings = nil
-			rep.Results[i] = r
-		}
-		return rep
-	}
-	if len(v.files) > 0 {
-		srcs := make([]vex.Source, len(v.files))
-		for i, p := range v.files {
-			srcs[i] = vex.Source{Type: vex.TypeFile, FilePath: p}
-		}
-		if err := applyVEX(ctx, platform, report(ftypes.TypeContainerImage, nil), srcs, "", out); err != nil {
-			return err
-		}
-	}
-	for _, c := range v.cdx {
-		for _, s := range c.sboms {
-			bom := core.NewBOM(core.Options{})
-			bom.SerialNumber, bom.Version = s.serial, s.version
-			if err := applyVEX(ctx, platform, report(ftypes.TypeCycloneDX, bom), []vex.Source{{Type: vex.TypeFile, FilePath: c.path}}, c.path, out); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// applyVEX runs Trivy's VEX filter over rep and records what it marked.
-// path names the document when Trivy's ModifiedFinding does not (it
-// names CycloneDX VEX "CycloneDX VEX").
-func applyVEX(ctx context.Context, platform string, rep *types.Report, srcs []vex.Source, path string, out *vexOutcome) error {
-	if err := vex.Filter(ctx, rep, vex.Options{Sources: srcs}); err != nil {
+	if err := filterVEX(rep, v.docs); err != nil {
 		return fmt.Errorf("applying VEX on %s: %w", platform, err)
 	}
 	for _, r := range rep.Results {
@@ -265,7 +161,7 @@ func applyVEX(ctx context.Context, platform string, rep *types.Report, srcs []ve
 				out.modified[k] = map[string]vexMark{}
 			}
 			if _, seen := out.modified[k][occ]; !seen {
-				out.modified[k][occ] = vexMark{m: m, path: cmp.Or(path, m.Source)}
+				out.modified[k][occ] = vexMark{m: m, path: m.Source}
 			}
 		}
 	}

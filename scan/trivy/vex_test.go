@@ -3,9 +3,17 @@ package trivy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	"github.com/aquasecurity/trivy/pkg/sbom/core"
+	"github.com/aquasecurity/trivy/pkg/types"
+	tvex "github.com/aquasecurity/trivy/pkg/vex"
 
 	"github.com/slipway-build/slipway/scan"
 )
@@ -28,6 +36,7 @@ func TestVEXSuppressesOnlyTheStatedProduct(t *testing.T) {
 		status, justi string
 	}{
 		{"openvex-text.json", true, "not_affected", "vulnerable_code_not_in_execute_path"},
+		{"openvex-subcomponent.json", true, "not_affected", "vulnerable_code_not_in_execute_path"},
 		{"csaf-text.json", true, "not_affected", "vulnerable_code_not_in_execute_path"},
 		{"cyclonedx-text.json", true, "not_affected", "code_not_reachable"},
 		{"cyclonedx-other.json", false, "", ""},
@@ -132,4 +141,105 @@ func TestVEXEveryPlatform(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestVEXMatchesTrivy: the matchers ported from Trivy's pkg/vex (vexmatch.go)
+// mark exactly the vulnerabilities Trivy's own pkg/vex.Filter marks, with
+// the same status and statement, on the reports of real scans: a Go binary
+// on Debian, two platforms, every test document (product purls, a
+// subcomponent of the main module, CSAF, CycloneDX VEX, statements that
+// must not match).
+func TestVEXMatchesTrivy(t *testing.T) {
+	db := fixtureDB(t, now.Add(-time.Hour))
+	s := newScanner(t, db)
+	bin := goBinary(t, "vulnapp")
+	idx := index(t,
+		image(t, amd64, layer(t, append(debianFiles("amd64", vulnerableDebianPkgs), file{name: "app/server", mode: 0o755, data: bin})...)),
+		image(t, arm64, layer(t, append(debianFiles("arm64", vulnerableDebianPkgs), file{name: "app/server", mode: 0o755, data: bin})...)))
+	_, imgs, err := indexImages(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	release, err := openDB(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	files, err := filepath.Glob(filepath.Join("testdata", "vex", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := decodeVEXDocument(b, f)
+		if err != nil {
+			continue // the broken documents; TestVEXInvalidFailsClosed
+		}
+		_, isCDX := doc.(*cdxVEXDoc)
+		before := marked
+		for _, pi := range imgs {
+			results, osInfo, _, err := s.analyze(ctx, pi, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mk := func() *types.Report {
+				rep := &types.Report{SchemaVersion: 2, ArtifactName: pi.digest, ArtifactType: ftypes.TypeContainerImage,
+					Metadata: types.Metadata{OS: &osInfo}}
+				for _, r := range results {
+					r.Vulnerabilities = slices.Clone(r.Vulnerabilities)
+					r.Packages = slices.Clone(r.Packages)
+					rep.Results = append(rep.Results, r)
+				}
+				if isCDX { // Trivy applies CycloneDX VEX to the SBOM its links name
+					rep.ArtifactType = ftypes.TypeCycloneDX
+					rep.BOM = core.NewBOM(core.Options{})
+					rep.BOM.SerialNumber, rep.BOM.Version = "urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79", 1
+				}
+				return rep
+			}
+			theirs, ours := mk(), mk()
+			if err := tvex.Filter(ctx, theirs, tvex.Options{Sources: []tvex.Source{{Type: tvex.TypeFile, FilePath: f}}}); err != nil {
+				t.Fatalf("%s: trivy: %v", f, err)
+			}
+			if err := filterVEX(ours, []vexMatcher{doc}); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			for i := range theirs.Results {
+				got, want := summarizeVEX(ours.Results[i], isCDX), summarizeVEX(theirs.Results[i], isCDX)
+				if !slices.Equal(got, want) {
+					t.Errorf("%s, %s, %s:\n got  %q\n want %q (trivy)", f, pi.platform, theirs.Results[i].Target, got, want)
+				}
+				marked += len(theirs.Results[i].ModifiedFindings)
+			}
+		}
+		t.Logf("%s: trivy marked %d", filepath.Base(f), marked-before)
+	}
+	if marked == 0 {
+		t.Fatal("no document marked anything: the comparison proves nothing")
+	}
+}
+
+// summarizeVEX lists a result's kept and modified vulnerabilities, sorted.
+// CycloneDX VEX findings are compared without their source (Trivy names
+// it "CycloneDX VEX", slipway the file).
+func summarizeVEX(r types.Result, cdx bool) []string {
+	var out []string
+	for _, v := range r.Vulnerabilities {
+		out = append(out, "kept "+v.VulnerabilityID+" "+v.PkgID)
+	}
+	for _, m := range r.ModifiedFindings {
+		v := m.Finding.(types.DetectedVulnerability)
+		src := m.Source
+		if cdx {
+			src = ""
+		}
+		out = append(out, fmt.Sprintf("%s %s %s %q %s", m.Status, v.VulnerabilityID, v.PkgID, m.Statement, src))
+	}
+	slices.Sort(out)
+	return out
 }
