@@ -126,7 +126,7 @@ targets:
 scan:
   db: {dir: %s}
   cache_dir: cache
-  reports: [{format: json, output: report.json}]
+  reports: [{format: json, output: report.json}, {format: cyclonedx, output: sbom.cdx.json}]
 %ssign:
   key: %s
   attestations: [vuln%s]
@@ -187,6 +187,11 @@ scan:
 	}
 	if !strings.Contains(r.stderr, "Suppressed CVE-2022-32149") || !strings.Contains(r.stderr, "vulnerable_code_not_in_execute_path") {
 		t.Errorf("the table does not show the suppression:\n%s", r.stderr)
+	}
+	// scan.reports writes SBOM formats in a run too.
+	if b, err := os.ReadFile(filepath.Join(dir, "sbom.cdx.json")); err != nil || !strings.Contains(string(b), `"bomFormat": "CycloneDX"`) ||
+		!strings.Contains(string(b), "pkg:golang/golang.org/x/text@v0.3.7") {
+		t.Errorf("scan.reports cyclonedx: %v\n%.300s", err, b)
 	}
 	ref := readResults(t, filepath.Join(dir, "results.json"))["vuln"].Ref
 

@@ -13,7 +13,7 @@ import (
 // sign.identity_token, sign.signing_config, sign.trusted_root,
 // policy.keys, policy.trusted_root, base_policy.keys,
 // base_policy.trusted_root, ca_certificates, cache_dir,
-// scan.ignore_file, scan.db.dir and scan.cache_dir, and the outputs
+// scan.ignore_file, scan.vex, scan.db.dir and scan.cache_dir, and the outputs
 // oci_layout (its default, dist/oci, too) and scan.reports outputs ("-" is
 // stdout). A value equal to the
 // one in file (the config as decoded from the file, before environment

@@ -83,8 +83,8 @@ func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, e
 		return nil, fmt.Errorf("report cache: %w", err)
 	}
 	key := reportCacheVersion + "\x00" + d.String() + "\x00" + dbID
-	if ci, ok := c.inner.(ConfigIdentifier); ok {
-		key += "\x00" + ci.ConfigIdentity()
+	if ci, ok := c.inner.(ConfigIdentifier); ok && ci.ConfigIdentity() != "" {
+		key += "\x00" + ci.ConfigIdentity() // none: the keys entries had before
 	}
 	sum := sha256.Sum256([]byte(key))
 	path := filepath.Join(c.dir, hex.EncodeToString(sum[:])+".json")

@@ -39,6 +39,11 @@ const (
 	sbomAnnotator = "slipway"
 )
 
+// SBOMMakerVersion names what makes SBOMs, for caches of them: Trivy's
+// version and the version of slipway's layout (2: each package once, with
+// its platforms; 1 listed packages per platform).
+func SBOMMakerVersion() string { return Version() + "+slipway-sbom2" }
+
 // SBOM returns a software bill of materials of every platform of idx in
 // format (FormatSPDXJSON or FormatCycloneDX), made by Trivy's own
 // marshalers: the OS packages and each Go binary with its modules and Go
