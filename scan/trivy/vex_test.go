@@ -243,3 +243,16 @@ func summarizeVEX(r types.Result, cdx bool) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestVEXCSAFWithoutCVE: a CSAF vulnerability without a cve (Trivy
+// dereferences it) matches nothing instead of crashing the scan.
+func TestVEXCSAFWithoutCVE(t *testing.T) {
+	b := []byte(`{"document":{"category":"csaf_vex","csaf_version":"2.0"},"vulnerabilities":[{"notes":[{"category":"summary","text":"no cve"}]}]}`)
+	d, err := decodeVEXDocument(b, "nocve.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.NotAffected(types.DetectedVulnerability{VulnerabilityID: "CVE-2022-32149"}, &core.Component{}, nil); ok {
+		t.Error("a vulnerability without a cve matched")
+	}
+}
