@@ -183,6 +183,11 @@ type ScanConfig struct {
 	MaxImageBytes int64 `yaml:"max_image_bytes" mapstructure:"max_image_bytes"`
 	// Reports are extra report files written on every scan.
 	Reports []ReportConfig `yaml:"reports" mapstructure:"reports"`
+	// VEX lists VEX documents (OpenVEX, CSAF, CycloneDX VEX), relative to
+	// the config file, as Trivy's --vex: findings their not_affected or
+	// fixed statements cover are suppressed in the gate and shown as
+	// suppressed, with status and justification, in every report.
+	VEX []string `yaml:"vex" mapstructure:"vex"`
 	// AllowUnjudged lists what the gate lets through although the scanner
 	// could not judge it (default: nothing): unknown-os, unsupported-os,
 	// no-package-db, no-go-buildinfo, db-from-future (see scan.Unjudged*).
@@ -203,7 +208,8 @@ type DBConfig struct {
 
 // ReportConfig is one report file.
 type ReportConfig struct {
-	// Format is json, sarif or table.
+	// Format is json, sarif, table, spdx-json or cyclonedx (an SBOM of the
+	// scanned image).
 	Format string `yaml:"format" mapstructure:"format"`
 	// Output is the file path, relative to the working directory.
 	Output string `yaml:"output" mapstructure:"output"`
@@ -215,7 +221,8 @@ type SignConfig struct {
 	Key string `yaml:"key" mapstructure:"key"`
 	// Annotations are signed annotations in the payload (templated).
 	Annotations map[string]string `yaml:"annotations" mapstructure:"annotations"`
-	// Attestations to attach: sbom, vuln, provenance.
+	// Attestations to attach: sbom, vuln, provenance, openvex (the
+	// OpenVEX documents of scan.vex, for Trivy's --vex oci).
 	Attestations []string `yaml:"attestations" mapstructure:"attestations"`
 	// SBOMFormat is spdx-json (default) or cyclonedx (vocab.SBOMFormats).
 	SBOMFormat string `yaml:"sbom_format" mapstructure:"sbom_format"`

@@ -13,7 +13,7 @@ import (
 // sign.identity_token, sign.signing_config, sign.trusted_root,
 // policy.keys, policy.trusted_root, base_policy.keys,
 // base_policy.trusted_root, ca_certificates, cache_dir,
-// scan.ignore_file, scan.db.dir and scan.cache_dir, and the outputs
+// scan.ignore_file, scan.vex, scan.db.dir and scan.cache_dir, and the outputs
 // oci_layout (its default, dist/oci, too) and scan.reports outputs ("-" is
 // stdout). A value equal to the
 // one in file (the config as decoded from the file, before environment
@@ -73,6 +73,7 @@ func (c *Config) ResolvePaths(file *Config, configDir, workDir string) {
 	one(&c.CACertificates, file.CACertificates, func(s string) bool { return s != build.CASystem && s != build.CANone })
 	one(&c.CacheDir, file.CacheDir, anyPath)
 	one(&c.Scan.IgnoreFile, file.Scan.IgnoreFile, anyPath)
+	list(c.Scan.VEX, file.Scan.VEX)
 	one(&c.Scan.DB.Dir, file.Scan.DB.Dir, anyPath)
 	one(&c.Scan.CacheDir, file.Scan.CacheDir, anyPath)
 	layout := file.OCILayout
@@ -99,6 +100,7 @@ func (c *Config) InputPaths() *Config {
 		out.BasePolicy = &BasePolicy{Keys: slices.Clone(c.BasePolicy.Keys), TrustedRoot: c.BasePolicy.TrustedRoot}
 	}
 	out.Scan.IgnoreFile, out.Scan.DB.Dir, out.Scan.CacheDir = c.Scan.IgnoreFile, c.Scan.DB.Dir, c.Scan.CacheDir
+	out.Scan.VEX = splitList(slices.Clone(c.Scan.VEX)) // as Validate leaves them
 	return out
 }
 

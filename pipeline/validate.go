@@ -26,7 +26,6 @@ const (
 
 var (
 	targetName = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	reportFmts = map[string]bool{"json": true, "sarif": true, "table": true}
 )
 
 // Validate checks every value, fills defaults, and returns the first problem
@@ -169,8 +168,8 @@ func (c *Config) Validate(file string) error {
 		}
 	}
 	for i, r := range c.Scan.Reports {
-		if !reportFmts[r.Format] {
-			return bad(fmt.Sprintf("scan.reports[%d].format", i), "want json, sarif or table, got %q", r.Format)
+		if f, err := scan.ParseFormat(r.Format); err != nil || string(f) != r.Format {
+			return bad(fmt.Sprintf("scan.reports[%d].format", i), "want json, sarif, table, spdx-json or cyclonedx, got %q", r.Format)
 		}
 		if r.Output == "" {
 			return bad(fmt.Sprintf("scan.reports[%d].output", i), "required")
@@ -182,11 +181,15 @@ func (c *Config) Validate(file string) error {
 			return bad(fmt.Sprintf("scan.allow_unjudged[%d]", i), "unknown entry %q (want %s)", a, strings.Join(scan.UnjudgedReasons, ", "))
 		}
 	}
+	c.Scan.VEX = splitList(c.Scan.VEX)
 	c.Sign.Attestations = splitList(c.Sign.Attestations)
 	for i, a := range c.Sign.Attestations {
-		if !slices.Contains(vocab.Kinds(), a) {
-			return bad(fmt.Sprintf("sign.attestations[%d]", i), "want %s, got %q", oneOf(vocab.Kinds()), a)
+		if !slices.Contains(vocab.AttestationKinds(), a) {
+			return bad(fmt.Sprintf("sign.attestations[%d]", i), "want %s, got %q", oneOf(vocab.AttestationKinds()), a)
 		}
+	}
+	if slices.Contains(c.Sign.Attestations, vocab.KindOpenVEX) && len(c.Scan.VEX) == 0 {
+		return bad("sign.attestations", "the openvex attestation attaches the OpenVEX documents of scan.vex, and it lists none")
 	}
 	if len(c.Sign.Attestations) > 0 && c.Sign.Key == "" && !c.Sign.Keyless {
 		return bad("sign.attestations", "attestations are signed: set sign.key or sign.keyless")

@@ -21,6 +21,19 @@ type DBIdentifier interface {
 	DBIdentity() (string, error)
 }
 
+// ConfigIdentifier is implemented by scanners whose reports depend on
+// configuration besides the DB (scan/trivy: the VEX documents):
+// ConfigIdentity names it, and the report cache keys on it.
+type ConfigIdentifier interface {
+	ConfigIdentity() string
+}
+
+// SBOMMaker makes an SBOM of an index in an SBOM format ("spdx-json",
+// "cyclonedx"); scan/trivy's Scanner is one.
+type SBOMMaker interface {
+	SBOM(ctx context.Context, idx v1.ImageIndex, format string) ([]byte, error)
+}
+
 // Cached wraps a scanner with a report cache in dir: an index digest
 // already scanned with the same DB version (and scanner) is not scanned
 // again; the stored report is returned. Scanners that do not implement
@@ -69,13 +82,18 @@ func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, e
 	if err := cachedir.Ensure(c.dir); err != nil {
 		return nil, fmt.Errorf("report cache: %w", err)
 	}
-	sum := sha256.Sum256([]byte(reportCacheVersion + "\x00" + d.String() + "\x00" + dbID))
+	key := reportCacheVersion + "\x00" + d.String() + "\x00" + dbID
+	if ci, ok := c.inner.(ConfigIdentifier); ok && ci.ConfigIdentity() != "" {
+		key += "\x00" + ci.ConfigIdentity() // none: the keys entries had before
+	}
+	sum := sha256.Sum256([]byte(key))
 	path := filepath.Join(c.dir, hex.EncodeToString(sum[:])+".json")
 	if b, err := os.ReadFile(path); err == nil {
 		var e cacheEntry
 		if json.Unmarshal(b, &e) == nil && e.Version == reportCacheVersion && e.Report != nil && e.Report.Subject == d.String() {
 			e.Report.TrivyReport = e.TrivyReport
 			e.Report.Cached = true
+			c.setSBOM(e.Report, idx)
 			cachedir.Touch(path) // used: kept by cache pruning
 			return e.Report, nil
 		}
@@ -87,5 +105,16 @@ func (c *cachedScanner) Scan(ctx context.Context, idx v1.ImageIndex) (*Report, e
 	if b, err := json.Marshal(cacheEntry{Version: reportCacheVersion, Report: r, TrivyReport: r.TrivyReport}); err == nil {
 		_ = atomicfile.WriteBytes(path, 0o600, b) // a cache: a failed write only costs a rescan
 	}
+	c.setSBOM(r, idx)
 	return r, nil
+}
+
+// setSBOM lets r's SBOM report formats be made by the wrapped scanner, when
+// it makes SBOMs and has not set Report.MakeSBOM itself.
+func (c *cachedScanner) setSBOM(r *Report, idx v1.ImageIndex) {
+	m, ok := c.inner.(SBOMMaker)
+	if !ok || r.MakeSBOM != nil {
+		return
+	}
+	r.MakeSBOM = func(ctx context.Context, f Format) ([]byte, error) { return m.SBOM(ctx, idx, string(f)) }
 }

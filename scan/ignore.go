@@ -219,12 +219,17 @@ func matchAnyPURL(rules []packageurl.PackageURL, t packageurl.PackageURL) bool {
 
 // Apply marks every finding of r that an active vulnerability rule matches
 // as suppressed, and clears the mark of every other finding, so applying at
-// a later time lifts suppressions whose rules expired meanwhile. Findings
-// stay in the report. It returns the number of suppressed findings.
+// a later time lifts suppressions whose rules expired meanwhile. A VEX
+// suppression (Kind SuppressedByVEX, set by the scanner) is neither
+// cleared nor replaced. Findings stay in the report. It returns the number
+// of findings its rules suppressed.
 func (f *IgnoreFile) Apply(r *Report, now time.Time) int {
 	n := 0
 	for i := range r.Findings {
 		fd := &r.Findings[i]
+		if fd.Suppressed != nil && fd.Suppressed.Kind == SuppressedByVEX {
+			continue
+		}
 		fd.Suppressed = nil
 		if f == nil {
 			continue

@@ -179,7 +179,7 @@ func WriteSARIF(w io.Writer, r *Report) error {
 			res.Suppressions = []sarifSuppression{{
 				Kind:          "external",
 				Status:        "accepted",
-				Justification: strings.TrimSpace(f.Suppressed.Rule + ": " + f.Suppressed.Statement),
+				Justification: sarifJustification(f.Suppressed),
 			}}
 		}
 		run.Results = append(run.Results, res)
@@ -259,4 +259,13 @@ func osPackageDB(pkgType string) string {
 		return "var/lib/rpm/Packages"
 	}
 	return ""
+}
+
+// sarifJustification is a suppression's justification: the ignore rule and
+// its statement, or the VEX status and justification and the document.
+func sarifJustification(s *Suppression) string {
+	if s.Kind == SuppressedByVEX {
+		return SuppressionText(s)
+	}
+	return strings.TrimSpace(s.Rule + ": " + s.Statement)
 }

@@ -60,6 +60,11 @@ type Report struct {
 	// for other scanners. It is not part of the JSON report (WriteJSON);
 	// the report cache keeps it.
 	TrivyReport json.RawMessage `json:"-"`
+	// MakeSBOM, when set, makes an SBOM of the scanned index in an SBOM
+	// format (FormatSPDXJSON, FormatCycloneDX): the report formats that
+	// list packages rather than findings. scan/trivy and Cached set it;
+	// it is not part of the serialised report.
+	MakeSBOM func(ctx context.Context, format Format) ([]byte, error) `json:"-"`
 }
 
 // Unjudged is a part of the image, or a condition of the scan, that the
@@ -140,10 +145,26 @@ type Finding struct {
 
 // Suppression records why a finding was ignored.
 type Suppression struct {
-	Rule      string    `json:"rule"`
+	// Rule names what suppressed the finding: FILE:ID for an ignore rule,
+	// "vex:FILE" for a VEX statement.
+	Rule string `json:"rule"`
+	// Statement is the ignore rule's statement, or for VEX the status and
+	// justification ("not_affected: vulnerable_code_not_in_execute_path").
 	Statement string    `json:"statement,omitempty"`
 	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	// Kind is SuppressedByVEX for a VEX statement; empty for an ignore rule.
+	Kind string `json:"kind,omitempty"`
+	// Status is the VEX status that suppressed the finding (not_affected or
+	// fixed), as Trivy's ModifiedFindings name it.
+	Status string `json:"status,omitempty"`
+	// Justification is the VEX justification, when the statement gives one
+	// (e.g. vulnerable_code_not_in_execute_path).
+	Justification string `json:"justification,omitempty"`
 }
+
+// SuppressedByVEX is the Suppression.Kind of a finding a VEX statement
+// (scan.vex) suppressed: status not_affected or fixed.
+const SuppressedByVEX = "vex"
 
 // Severity is a vulnerability severity: UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL.
 type Severity string

@@ -39,9 +39,10 @@ var predicateKinds = map[string]string{
 	PredicateCycloneDX:  vocab.KindSBOM,
 	PredicateVuln:       vocab.KindVuln,
 	PredicateProvenance: vocab.KindProvenance,
+	PredicateOpenVEX:    vocab.KindOpenVEX,
 }
 
-// KindOf returns the kind (sbom, vuln, provenance) of a predicate type, or ""
+// KindOf returns the kind (sbom, vuln, provenance, openvex) of a predicate type, or ""
 // for a type slipway does not know.
 func KindOf(predicateType string) string { return predicateKinds[predicateType] }
 

@@ -119,6 +119,7 @@ type signRequest struct {
 	sbom        *SBOM
 	vuln        *scan.Report
 	provenance  *Provenance
+	openvex     []byte
 }
 
 // WithAnnotations adds signed annotations (the payload's "optional" map) to
@@ -324,6 +325,13 @@ func (s *Signer) statements(repo name.Repository, h v1.Hash, req *signRequest) (
 			return nil, err
 		}
 		preds = append(preds, pred{PredicateProvenance, body})
+	}
+	if req.openvex != nil {
+		body, err := openVEXPredicate(req.openvex)
+		if err != nil {
+			return nil, err
+		}
+		preds = append(preds, pred{PredicateOpenVEX, body})
 	}
 	var out []pendingStatement
 	for _, p := range preds {

@@ -18,7 +18,7 @@ import (
 var envKeys = []string{
 	"repository", "platforms", "base", "ca_certificates", "oci_layout",
 	"insecure_registries", "jobs", "on_failure", "source", "cache_dir", "cache_max_bytes",
-	"scan.enabled", "scan.severity", "scan.ignore_unfixed", "scan.ignore_file",
+	"scan.enabled", "scan.severity", "scan.ignore_unfixed", "scan.ignore_file", "scan.vex",
 	"scan.db.dir", "scan.db.repositories", "scan.db.max_age", "scan.cache_dir",
 	"scan.max_layer_bytes", "scan.max_image_bytes",
 	"sign.key", "sign.attestations", "sign.sbom_format", "sign.format", "sign.keyless",

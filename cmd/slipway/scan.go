@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,6 +36,7 @@ func registerScanConfigFlags(fl *pflag.FlagSet) {
 	fl.StringSlice("severity", nil, "severities that fail the gate (config: scan.severity, default HIGH,CRITICAL)")
 	fl.Bool("ignore-unfixed", false, "leave findings without a fix out of the gate (config: scan.ignore_unfixed)")
 	fl.String("ignore-file", "", "Trivy .trivyignore.yaml file (config: scan.ignore_file)")
+	fl.StringSlice("vex", nil, "VEX documents (OpenVEX, CSAF, CycloneDX VEX) whose not_affected/fixed statements suppress findings, as trivy --vex (config: scan.vex)")
 	fl.String("db-dir", "", "vulnerability DB dir in Trivy's cache layout (config: scan.db.dir)")
 	fl.String("scan-cache-dir", "", "per-layer scan cache (config: scan.cache_dir)")
 	fl.String("cache-dir", "", "slipway's cache: binaries, reports, SBOMs, signature record, base content (config: cache_dir)")
@@ -42,7 +44,7 @@ func registerScanConfigFlags(fl *pflag.FlagSet) {
 
 // scanBindings maps scan flags to config keys.
 var scanBindings = map[string]string{
-	"severity": "scan.severity", "ignore-unfixed": "scan.ignore_unfixed", "ignore-file": "scan.ignore_file",
+	"severity": "scan.severity", "ignore-unfixed": "scan.ignore_unfixed", "ignore-file": "scan.ignore_file", "vex": "scan.vex",
 	"db-dir": "scan.db.dir", "scan-cache-dir": "scan.cache_dir", "cache-dir": "cache_dir",
 }
 
@@ -65,17 +67,26 @@ func newScanCmd(g *globalFlags) *cobra.Command {
 daemon. IMAGE is a registry reference (tag or digest), oci:DIR[@sha256:…]
 or oci-archive:FILE[@sha256:…].
 The report lists every finding of every severity; only the gate (severity,
-ignore_unfixed, ignore file) decides the exit code: 3 when it fails, 1 when
+ignore_unfixed, ignore file, VEX) decides the exit code: 3 when it fails, 1 when
 part of the image cannot be judged ("cannot judge: …") and
-scan.allow_unjudged does not allow it.`,
+scan.allow_unjudged does not allow it. --format spdx-json or cyclonedx
+writes an SBOM of the image instead of a findings report (no signing needed).`,
 		Example: `  slipway scan oci:dist/oci@sha256:…
   slipway scan registry.example.com/team/hello:latest --format sarif --output hello.sarif
-  slipway scan IMAGE --severity CRITICAL --ignore-file .trivyignore.yaml`,
+  slipway scan IMAGE --severity CRITICAL --ignore-file .trivyignore.yaml
+  slipway scan IMAGE --format spdx-json --output sbom.spdx.json
+  slipway scan IMAGE --vex vex.openvex.json --format json --output report.json`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lc, err := loadConfig(g, cmd.Flags(), scanBindings)
 			if err != nil {
 				return err
+			}
+			// A report format is checked before anything is scanned.
+			if f.format != "" {
+				if _, err := scan.ParseFormat(f.format); err != nil {
+					return &usageError{fmt.Errorf("--format: %w", err)}
+				}
 			}
 			log := g.logger()
 			s, err := newScanner(lc, f.allowStale, log)
@@ -121,7 +132,7 @@ scan.allow_unjudged does not allow it.`,
 	fl := cmd.Flags()
 	registerScanConfigFlags(fl)
 	fl.BoolVar(&f.allowStale, "allow-stale-db", false, "scan with a DB older than scan.db.max_age (warns with its age)")
-	fl.StringVar(&f.format, "format", "", "report format: json, sarif or table (default json when --output is set)")
+	fl.StringVar(&f.format, "format", "", "report format: json, sarif, table, or an SBOM of the image: spdx-json, cyclonedx (default json when --output is set)")
 	fl.StringVarP(&f.output, "output", "o", "", "report file (- for stdout)")
 	return cmd
 }
@@ -143,7 +154,42 @@ func newScanner(lc *loadedConfig, allowStale bool, log *slog.Logger) (*trivy.Sca
 	if d := lc.Scan.CacheDir; d != "" {
 		opts = append(opts, trivy.WithCacheDir(lc.path(d)))
 	}
-	return trivy.New(opts...)
+	if len(lc.Scan.VEX) > 0 {
+		opts = append(opts, trivy.WithVEX(lc.Scan.VEX...))
+	}
+	s, err := trivy.New(opts...)
+	var ve *trivy.VEXError
+	if errors.As(err, &ve) {
+		return nil, &pipeline.ConfigError{File: lc.File, Key: fmt.Sprintf("scan.vex[%d]", ve.Index), Msg: ve.Error()}
+	}
+	return s, err
+}
+
+// openVEXDocument is what the openvex attestation attaches: the OpenVEX
+// documents of scan.vex as one (sign.OpenVEX). A document that is not
+// OpenVEX, or cannot be read, is a config error naming it.
+func openVEXDocument(lc *loadedConfig) ([]byte, error) {
+	docs := make([]sign.VEXDocument, len(lc.Scan.VEX))
+	for i, p := range lc.Scan.VEX {
+		b, err := os.ReadFile(lc.path(p))
+		if err != nil {
+			return nil, &pipeline.ConfigError{File: lc.File, Key: fmt.Sprintf("scan.vex[%d]", i), Msg: "reading vex document: " + err.Error()}
+		}
+		docs[i] = sign.VEXDocument{Name: p, Data: b}
+	}
+	doc, err := sign.OpenVEX(docs...)
+	var nov *sign.NotOpenVEXError
+	if errors.As(err, &nov) {
+		for i, p := range lc.Scan.VEX {
+			if p == nov.Name {
+				return nil, &pipeline.ConfigError{File: lc.File, Key: fmt.Sprintf("scan.vex[%d]", i), Msg: nov.Error() + " (sign.attestations lists openvex)"}
+			}
+		}
+	}
+	if err != nil {
+		return nil, &pipeline.ConfigError{File: lc.File, Key: "scan.vex", Msg: err.Error()}
+	}
+	return doc, nil
 }
 
 // path resolves p, relative to the config file's directory, with ~ expanded.

@@ -210,7 +210,14 @@ func newSigner(ctx context.Context, lc *loadedConfig, ropts []remote.Option, log
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, stage.WithSBOMs(sboms, lc.Sign.SBOMFormat), stage.WithSBOMCache(dir, trivy.Version()))
+		opts = append(opts, stage.WithSBOMs(sboms, lc.Sign.SBOMFormat), stage.WithSBOMCache(dir, trivy.SBOMMakerVersion()))
+	}
+	if slices.Contains(lc.Sign.Attestations, vocab.KindOpenVEX) {
+		doc, err := openVEXDocument(lc)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, stage.WithOpenVEX(doc))
 	}
 	return stage.New(cfg, opts...)
 }

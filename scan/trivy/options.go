@@ -27,6 +27,7 @@ type options struct {
 	parallel        int
 	maxLayerBytes   int64
 	maxImageBytes   int64
+	vex             []string
 }
 
 // WithDBDir sets the vulnerability DB directory, in Trivy's cache layout

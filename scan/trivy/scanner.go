@@ -36,6 +36,7 @@ type Scanner struct {
 	o       options
 	cache   *layerCache
 	version string
+	vex     *vexSet
 }
 
 var _ scan.Scanner = (*Scanner)(nil)
@@ -70,7 +71,11 @@ func New(opts ...Option) (*Scanner, error) {
 		return nil, fmt.Errorf("trivy scanner: %w", err)
 	}
 	routeTrivyLogs(o.log)
-	return &Scanner{o: o, cache: c, version: Version()}, nil
+	vs, err := loadVEX(o.vex)
+	if err != nil {
+		return nil, fmt.Errorf("trivy scanner: %w", err)
+	}
+	return &Scanner{o: o, cache: c, version: Version(), vex: vs}, nil
 }
 
 // CheckDB checks the scanner's DB as a scan would: missing, wrong schema
@@ -88,7 +93,14 @@ func (s *Scanner) Scan(ctx context.Context, idx v1.ImageIndex) (*scan.Report, er
 	if err != nil {
 		return nil, err
 	}
-	return s.scan(ctx, digest.String(), imgs)
+	r, err := s.scan(ctx, digest.String(), imgs)
+	if err != nil {
+		return nil, err
+	}
+	r.MakeSBOM = func(ctx context.Context, f scan.Format) ([]byte, error) {
+		return s.sbom(ctx, digest.String(), imgs, string(f))
+	}
+	return r, nil
 }
 
 // ScanImage analyses a single-platform image; the platform comes from its
@@ -102,7 +114,15 @@ func (s *Scanner) ScanImage(ctx context.Context, img v1.Image) (*scan.Report, er
 	if err != nil {
 		return nil, err
 	}
-	return s.scan(ctx, digest.String(), []platformImage{{img: img, platform: p, digest: digest.String()}})
+	imgs := []platformImage{{img: img, platform: p, digest: digest.String()}}
+	r, err := s.scan(ctx, digest.String(), imgs)
+	if err != nil {
+		return nil, err
+	}
+	r.MakeSBOM = func(ctx context.Context, f scan.Format) ([]byte, error) {
+		return s.sbom(ctx, digest.String(), imgs, string(f))
+	}
+	return r, nil
 }
 
 type platformImage struct {
@@ -231,9 +251,15 @@ func (s *Scanner) scan(ctx context.Context, subject string, imgs []platformImage
 	}
 	merged := map[findingKey]int{}
 	var native nativeReport
+	vexed := newVEXOutcome()
 	for i, pi := range imgs {
 		results, osInfo, unjudged := done[i].results, done[i].os, done[i].unjudged
 		native.add(pi.platform, osInfo, results)
+		if s.vex != nil {
+			if err := s.vex.filter(pi.platform, pi.digest, osInfo, results, vexed); err != nil {
+				return nil, err
+			}
+		}
 		r.Unjudged = append(r.Unjudged, unjudged...)
 		for _, res := range results {
 			for _, v := range res.Vulnerabilities {
@@ -254,6 +280,9 @@ func (s *Scanner) scan(ctx context.Context, subject string, imgs []platformImage
 		if len(r.Findings[i].PkgPaths) < 2 {
 			r.Findings[i].PkgPaths = nil
 		}
+	}
+	if s.vex != nil {
+		vexed.apply(r)
 	}
 	r.Sort()
 	r.FinishedAt = s.o.now()

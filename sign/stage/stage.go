@@ -55,10 +55,11 @@ type options struct {
 	log         *slog.Logger
 	root        string // see WithSourceRoot
 	configDir   string
+	openvex     []byte
 }
 
 // WithAttestations adds attestations by kind (vocab.KindVuln, KindSBOM,
-// KindProvenance). Default: none, signatures only.
+// KindProvenance, KindOpenVEX). Default: none, signatures only.
 func WithAttestations(kinds ...string) Option {
 	return func(o *options) {
 		for _, k := range kinds {
@@ -138,9 +139,12 @@ func New(cfg sign.SignerConfig, opts ...Option) (*Signer, error) {
 		opt(&o)
 	}
 	for k := range o.attest {
-		if !slices.Contains(vocab.Kinds(), k) {
-			return nil, fmt.Errorf("unknown attestation %q (want one of %s)", k, strings.Join(vocab.Kinds(), ", "))
+		if !slices.Contains(vocab.AttestationKinds(), k) {
+			return nil, fmt.Errorf("unknown attestation %q (want one of %s)", k, strings.Join(vocab.AttestationKinds(), ", "))
 		}
+	}
+	if o.attest[vocab.KindOpenVEX] && len(o.openvex) == 0 {
+		return nil, errors.New("the openvex attestation needs an OpenVEX document")
 	}
 	if o.attest[vocab.KindSBOM] {
 		if o.sboms == nil {
@@ -195,6 +199,9 @@ func (s *Signer) Sign(ctx context.Context, j pipeline.Job, res *build.Result, re
 			return nil, fmt.Errorf("making provenance: %w", err)
 		}
 		opts = append(opts, sign.WithProvenance(p))
+	}
+	if s.o.attest[vocab.KindOpenVEX] {
+		opts = append(opts, sign.WithOpenVEX(s.o.openvex))
 	}
 	sigs, err := s.keyed.Sign(ctx, res.Index, repo, opts...)
 	if err != nil {
