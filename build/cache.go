@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -298,6 +299,13 @@ func vcsState(ctx context.Context, dir string) string {
 // toolchainID identifies the go command and the settings it reads from the
 // environment and go env files, for a build in dir with env.
 func (c *binaryCache) toolchainID(ctx context.Context, gobin, dir string, env []string) (toolchain, error) {
+	// What go env reports does not depend on the target OS and
+	// architecture (GOAMD64, GOARM64, … are reported whatever GOARCH is;
+	// the platform is in the key on its own): one go env serves every
+	// platform of a run.
+	env = slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		return strings.HasPrefix(kv, "GOOS=") || strings.HasPrefix(kv, "GOARCH=")
+	})
 	k := gobin + "\x00" + dir + "\x00" + strings.Join(env, "\x00")
 	c.mu.Lock()
 	o, ok := c.toolchain[k]
