@@ -56,7 +56,7 @@ func TestBundleReferrerShape(t *testing.T) {
 	for _, reg := range []struct {
 		name string
 		host func(testing.TB) string
-	}{{"referrers API", memRegistry}, {"referrers tag", realRegistry}} {
+	}{{"referrers tag (ggcr)", memRegistry}, {"referrers API (ggcr, config type as artifactType)", apiRegistry}, {"referrers tag", realRegistry}} {
 		t.Run(reg.name, func(t *testing.T) {
 			repo := mustRepo(t, reg.host(t)+"/app")
 			idx := testIndex(t)

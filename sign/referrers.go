@@ -98,7 +98,8 @@ func writeBundlesRemote(repo name.Repository, s Subject, rec *Record, writeEmpty
 	}
 	// The record confirms the referrers tag of a registry without the
 	// API with one HEAD (with the API, the listing is one request).
-	fallback := repo.Tag(s.Digest.Algorithm + "-" + s.Digest.Hex)
+	d := repo.Digest(s.Digest.String())
+	fallback := referrersTag(d)
 	want := make([]string, 0, len(s.Bundles))
 	for _, b := range s.Bundles {
 		if b.Signer != "" {
@@ -109,7 +110,6 @@ func writeBundlesRemote(repo name.Repository, s Subject, rec *Record, writeEmpty
 	if recordable && rec.confirmed(fallback, want, ropts) {
 		return nil
 	}
-	d := repo.Digest(s.Digest.String())
 	listed, err := listReferrers(d, fallback, ropts)
 	if err != nil {
 		return err
@@ -205,13 +205,7 @@ func listReferrers(d name.Digest, fallback name.Tag, ropts []remote.Option) (*re
 		}
 		l := &referrerListing{api: true}
 		for _, desc := range im.Manifests {
-			// Some registries give the config's media type as the
-			// artifactType (go-containerregistry's does), not the
-			// manifest's: the bundle annotation tells those apart.
-			if desc.ArtifactType == emptyJSONMediaType && desc.Annotations[AnnotationBundleContent] != "" {
-				desc.ArtifactType = BundleMediaType
-			}
-			if desc.ArtifactType == BundleMediaType {
+			if desc, ok := bundleReferrer(desc); ok {
 				l.descs = append(l.descs, desc)
 			}
 		}
@@ -235,7 +229,7 @@ func listReferrers(d name.Digest, fallback name.Tag, ropts []remote.Option) (*re
 	}
 	l.tag, l.tagDigest = im, desc.Digest
 	for _, desc := range im.Manifests {
-		if desc.ArtifactType == BundleMediaType {
+		if desc, ok := bundleReferrer(desc); ok {
 			l.descs = append(l.descs, desc)
 		}
 	}
@@ -283,22 +277,33 @@ type rawIndex []byte
 func (r rawIndex) RawManifest() ([]byte, error)        { return r, nil }
 func (r rawIndex) MediaType() (types.MediaType, error) { return types.OCIImageIndex, nil }
 
-// listBundleReferrers lists the bundle referrers of d (none when the
-// registry has neither the referrers API nor the fallback tag).
+// listBundleReferrers lists the bundle referrers of d: through the
+// referrers API, else from the referrers tag (none when the registry has
+// neither).
 func listBundleReferrers(d name.Digest, ropts []remote.Option) ([]v1.Descriptor, error) {
-	idx, err := remote.Referrers(d, append(slices.Clone(ropts), remote.WithFilter("artifactType", BundleMediaType))...)
+	l, err := listReferrers(d, referrersTag(d), ropts)
 	if err != nil {
-		var te *transport.Error
-		if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("listing referrers of %s: %w", d.DigestStr(), err)
+		return nil, err
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", d.DigestStr(), err)
+	return l.descs, nil
+}
+
+// referrersTag is the tag the OCI distribution spec's tag schema lists
+// d's referrers at, for registries without the referrers API.
+func referrersTag(d name.Digest) name.Tag {
+	return d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1))
+}
+
+// bundleReferrer reports whether a referrers listing's entry is a
+// Sigstore bundle, with its artifactType set to the bundle's: some
+// registries give the config's media type as the artifactType
+// (go-containerregistry's does), not the manifest's, and the bundle
+// annotation tells those apart.
+func bundleReferrer(desc v1.Descriptor) (v1.Descriptor, bool) {
+	if desc.ArtifactType == emptyJSONMediaType && desc.Annotations[AnnotationBundleContent] != "" {
+		desc.ArtifactType = BundleMediaType
 	}
-	return im.Manifests, nil
+	return desc, desc.ArtifactType == BundleMediaType
 }
 
 // sameBundle reports whether a referrer descriptor claims to hold b's
