@@ -37,6 +37,12 @@ func (d *RegistryDestination) WriteImage(ctx context.Context, j Job, b *build.Re
 	return ref.String(), nil
 }
 
+// GateManifests implements manifestGater: the signatures are written
+// beside the image, their manifests after it.
+func (d *RegistryDestination) GateManifests(ctx context.Context, wait func(context.Context) error) context.Context {
+	return publish.WithManifestGate(ctx, wait)
+}
+
 // WriteSignatures implements Destination.
 func (d *RegistryDestination) WriteSignatures(ctx context.Context, j Job, _ *build.Result, s Signatures) error {
 	opts, err := d.Registry.RepositoryOptions(ctx, j.Repository)

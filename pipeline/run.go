@@ -288,21 +288,59 @@ func prepare(ctx context.Context, j Job, st Stages, bases *baseCache, tr *Target
 	return b, sigs, nil
 }
 
-// write writes one target in the order that keeps every tag valid:
-// image (blobs, manifests, index), then signatures, then tags.
+// manifestGater is implemented by destinations that can write a job's
+// signatures while its image is written: blobs and reads go ahead, and
+// every manifest PUT made with the returned context waits for wait.
+type manifestGater interface {
+	GateManifests(ctx context.Context, wait func(context.Context) error) context.Context
+}
+
+// write writes one target in the order that keeps every tag valid: image
+// (blobs, manifests, index), then signatures, then tags. Where the
+// destination allows it, the signatures' blobs go up while the image is
+// written, and their manifests once it is.
 func write(ctx context.Context, j Job, b *build.Result, sigs Signatures, d Destination, tr *TargetResult, log *slog.Logger) error {
 	start := time.Now()
-	ref, err := d.WriteImage(ctx, j, b)
-	if err != nil {
-		return err
+	var (
+		ref  string
+		ierr error
+		serr error
+	)
+	if g, ok := d.(manifestGater); ok && sigs != nil {
+		written := make(chan struct{})
+		go func() {
+			defer close(written)
+			ref, ierr = d.WriteImage(ctx, j, b)
+			log.Debug("wrote image", "target", j.Target.Name, "took", time.Since(start).Round(time.Millisecond))
+		}()
+		wait := func(ctx context.Context) error {
+			select {
+			case <-written:
+				if ierr != nil {
+					return fmt.Errorf("the image was not written: %w", ierr)
+				}
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		serr = d.WriteSignatures(g.GateManifests(ctx, wait), j, b, sigs)
+		<-written
+	} else {
+		ref, ierr = d.WriteImage(ctx, j, b)
+		log.Debug("wrote image", "target", j.Target.Name, "took", time.Since(start).Round(time.Millisecond))
+		if ierr == nil && sigs != nil {
+			serr = d.WriteSignatures(ctx, j, b, sigs)
+		}
+	}
+	if ierr != nil {
+		return ierr
 	}
 	tr.Ref = ref
-	log.Debug("wrote image", "target", j.Target.Name, "took", time.Since(start).Round(time.Millisecond))
+	if serr != nil {
+		return serr
+	}
 	if sigs != nil {
-		start = time.Now()
-		if err := d.WriteSignatures(ctx, j, b, sigs); err != nil {
-			return err
-		}
 		log.Debug("wrote signatures", "target", j.Target.Name, "took", time.Since(start).Round(time.Millisecond))
 	}
 	start = time.Now()

@@ -166,6 +166,7 @@ func (r *Registry) open(ctx context.Context, repo name.Repository, s *session) e
 	if r.userAgent != "" {
 		inner = transport.NewUserAgent(inner, r.userAgent)
 	}
+	inner = &manifestGate{inner: inner}
 	s.tr, err = transport.NewWithContext(ctx, repo.Registry, auth, inner, []string{repo.Scope(transport.PushScope)})
 	if err != nil {
 		return fmt.Errorf("cannot push to %s: %w", repo, withStatus(err))
