@@ -141,13 +141,7 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 		return err
 	}
 	ropts := reg.RemoteOptions(context.Background())
-	// Bases are read through a cache of what their digests name (manifests
-	// and configs): an unchanged rerun asks the registry only for the tag.
-	content, err := lc.cacheDir("content")
-	if err != nil {
-		return err
-	}
-	baseOpts, err := reg.CachedReadOptions(context.Background(), content)
+	baseOpts, err := lc.baseReadOptions(reg)
 	if err != nil {
 		return err
 	}
@@ -354,6 +348,17 @@ func (lc *loadedConfig) cacheDir(kind string) (string, error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// baseReadOptions are the remote options bases are read with: through a
+// cache of what their digests name (manifests and configs), so that an
+// unchanged rerun asks the registry only for the tag.
+func (lc *loadedConfig) baseReadOptions(reg *publish.Registry) ([]remote.Option, error) {
+	content, err := lc.cacheDir("content")
+	if err != nil {
+		return nil, err
+	}
+	return reg.CachedReadOptions(context.Background(), content)
 }
 
 // signatureRecord is the record of signatures written to registries

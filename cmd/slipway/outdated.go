@@ -118,11 +118,7 @@ func runOutdated(ctx context.Context, g *globalFlags, f *outdatedFlags, lc *load
 		return err
 	}
 	// Bases are read as a build reads them: through the content cache.
-	content, err := lc.cacheDir("content")
-	if err != nil {
-		return err
-	}
-	baseOpts, err := reg.CachedReadOptions(context.Background(), content)
+	baseOpts, err := lc.baseReadOptions(reg)
 	if err != nil {
 		return err
 	}

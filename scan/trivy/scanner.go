@@ -93,12 +93,18 @@ func (s *Scanner) Scan(ctx context.Context, idx v1.ImageIndex) (*scan.Report, er
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.scan(ctx, digest.String(), imgs)
+	return s.scanSBOM(ctx, digest.String(), imgs)
+}
+
+// scanSBOM scans imgs, whose index or image is subject, into a report that
+// can also make their SBOM.
+func (s *Scanner) scanSBOM(ctx context.Context, subject string, imgs []platformImage) (*scan.Report, error) {
+	r, err := s.scan(ctx, subject, imgs)
 	if err != nil {
 		return nil, err
 	}
 	r.MakeSBOM = func(ctx context.Context, f scan.Format) ([]byte, error) {
-		return s.sbom(ctx, digest.String(), imgs, string(f))
+		return s.sbom(ctx, subject, imgs, string(f))
 	}
 	return r, nil
 }
@@ -114,15 +120,7 @@ func (s *Scanner) ScanImage(ctx context.Context, img v1.Image) (*scan.Report, er
 	if err != nil {
 		return nil, err
 	}
-	imgs := []platformImage{{img: img, platform: p, digest: digest.String()}}
-	r, err := s.scan(ctx, digest.String(), imgs)
-	if err != nil {
-		return nil, err
-	}
-	r.MakeSBOM = func(ctx context.Context, f scan.Format) ([]byte, error) {
-		return s.sbom(ctx, digest.String(), imgs, string(f))
-	}
-	return r, nil
+	return s.scanSBOM(ctx, digest.String(), []platformImage{{img: img, platform: p, digest: digest.String()}})
 }
 
 type platformImage struct {
