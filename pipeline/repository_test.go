@@ -72,19 +72,34 @@ func TestPlatformsAll(t *testing.T) {
 			t.Errorf("%q: err = %v, want %s", c.yaml, err, c.key)
 		}
 	}
-	cfg, err := DecodeStrict("f.yaml", []byte("platforms: [all]\ntargets: [{name: a}]\n"))
+	cfg, err := DecodeStrict("f.yaml", []byte("platforms: [all]\nbase: registry.example.com/base:1\ntargets: [{name: a}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.Validate("f.yaml"); err != nil {
 		t.Fatalf("platforms: [all]: %v", err)
 	}
+	// On scratch (the default base) "all" means nothing: a config error
+	// naming the key, before anything is built.
+	for _, c := range []struct{ yaml, key string }{
+		{"platforms: [all]\ntargets: [{name: a}]\n", "platforms"},
+		{"base: registry.example.com/base:1\ntargets: [{name: a, base: scratch, platforms: [all]}]\n", "targets[0].platforms"},
+	} {
+		cfg, err := DecodeStrict("f.yaml", []byte(c.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ce *ConfigError
+		if err := cfg.Validate("f.yaml"); !errors.As(err, &ce) || ce.Key != c.key || !strings.Contains(ce.Msg, "scratch") {
+			t.Errorf("%q: err = %v, want a scratch error at %s", c.yaml, err, c.key)
+		}
+	}
 	if testing.Short() {
 		return
 	}
 	dir := t.TempDir()
 	writeModule(t, dir)
-	jobs, err := plan(t, dir, "platforms: [all]\ntargets:\n  - name: a\n    main: ./cmd/app\n", nil, nil)
+	jobs, err := plan(t, dir, "platforms: [all]\nbase: registry.example.com/base:1\ntargets:\n  - name: a\n    main: ./cmd/app\n", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,6 +126,15 @@ func (c *Config) Validate(file string) error {
 		if base == "" {
 			base = c.Base
 		}
+		if base == build.Scratch {
+			plats, key := t.Platforms, k+".platforms"
+			if len(plats) == 0 {
+				plats, key = c.Platforms, "platforms"
+			}
+			if len(plats) == 1 && plats[0] == build.AllPlatforms {
+				return bad(key, "%s means every linux platform of the base, and target %s is on scratch, which has none: list the platforms", build.AllPlatforms, t.Name)
+			}
+		}
 		if key, msg := checkImageHabits(t, base); key != "" {
 			return bad(k+"."+key, "%s", msg)
 		}

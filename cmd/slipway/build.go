@@ -44,7 +44,7 @@ func (f *buildFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.BoolVar(&f.push, "push", false, "push to the configured repository (default: write to the OCI layout)")
 	fl.StringVar(&f.repository, "repository", "", "repository to push under, as <repository>/<target> (config: repository)")
-	fl.StringSliceVar(&f.platforms, "platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64 (config: platforms)")
+	fl.StringSliceVar(&f.platforms, "platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64, or all: every linux platform of the base (config: platforms)")
 	fl.StringVar(&f.ociLayout, "oci-layout", "", "OCI layout directory when not pushing (config: oci_layout, default dist/oci)")
 	fl.StringVar(&f.ociArchive, "oci-archive", "", "write the OCI layout as one tar FILE instead (skopeo's and podman's oci-archive; read by push/scan oci-archive:FILE)")
 	fl.StringVar(&f.imageRefs, "image-refs", "", "also write the digest references to this file, one per line")

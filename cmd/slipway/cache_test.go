@@ -61,3 +61,55 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// Issue 14 item 9: every build bounds the caches by itself
+// (cache_max_bytes, default 5 GiB): under the bound nothing goes; over it,
+// slipway's entries go, least recently used first, and other files under
+// cache_dir stay.
+func TestBuildBoundsCaches(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles Go code")
+	}
+	dir := t.TempDir()
+	files := map[string]string{
+		"go.mod":       "module example.com/app\n\ngo 1.22\n",
+		"main.go":      "package main\n\nfunc main() {}\n",
+		"slipway.yaml": "cache_dir: cache\nca_certificates: none\nscan: {cache_dir: cache/scan}\ntargets: [{name: app}]\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache := filepath.Join(dir, "cache")
+	old := filepath.Join(cache, "build", "zz", "old")
+	peer := filepath.Join(cache, "peers", "tool")
+	for _, p := range []string{old, peer} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, 4096), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		month := time.Now().Add(-30 * 24 * time.Hour)
+		if err := os.Chtimes(p, month, month); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, errOut, code := runIn(t, dir, nil, "build", "--oci-layout", "out1"); code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, errOut)
+	}
+	if _, err := os.Stat(old); err != nil {
+		t.Fatalf("under the default bound, an entry was pruned: %v", err)
+	}
+	_, errOut, code := runIn(t, dir, []string{"SLIPWAY_CACHE_MAX_BYTES=1"}, "build", "--oci-layout", "out2")
+	if code != 0 {
+		t.Fatalf("build with cache_max_bytes 1: exit %d\n%s", code, errOut)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("over the bound, the least recently used entry is still there (%v)", err)
+	}
+	if _, err := os.Stat(peer); err != nil {
+		t.Errorf("a file that is not slipway's cache was pruned: %v", err)
+	}
+}

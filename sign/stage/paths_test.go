@@ -25,7 +25,7 @@ import (
 
 // TestAttestationPathsRelative (issue 14 item 12): a target configured
 // with absolute paths (dir, main, files, an oci: base, the ignore file
-// of a suppression) is attested with paths relative to the repository
+// of a suppression, the VEX document of another) is attested with paths relative to the repository
 // (its git top level): no payload of any attestation names the local
 // directories.
 func TestAttestationPathsRelative(t *testing.T) {
@@ -66,13 +66,19 @@ func TestAttestationPathsRelative(t *testing.T) {
 	j := pipeline.Job{Target: tg, BaseRef: base, Git: pipeline.GitInfo{Commit: strings.Repeat("c", 40), Remote: filepath.Join(tmp, "origin.git")}}
 	finding := scan.Finding{ID: "CVE-2099-0001", Severity: scan.SeverityHigh, PkgName: "example.com/x", InstalledVersion: "v1.0.0",
 		Platforms: []string{"linux/amd64"}, Suppressed: &scan.Suppression{Rule: ignore + ":CVE-2099-0001", Statement: "not reachable"}}
+	vexFinding := scan.Finding{ID: "CVE-2099-0002", Severity: scan.SeverityHigh, PkgName: "example.com/y", InstalledVersion: "v1.0.0",
+		Platforms: []string{"linux/amd64"}, Suppressed: &scan.Suppression{Rule: "vex:" + filepath.Join(repo, "vex", "app.openvex.json"),
+			Statement: "not_affected: component_not_present", Kind: scan.SuppressedByVEX, Status: "not_affected", Justification: "component_not_present"}}
 	trivy, _ := json.Marshal(map[string]any{"SchemaVersion": 2, "ArtifactName": res.Digest.String(), "Results": []any{map[string]any{
 		"Target": "linux/amd64: app/hello", "Class": "lang-pkgs", "Type": "gobinary",
-		"Vulnerabilities": []any{map[string]any{"VulnerabilityID": finding.ID, "PkgName": finding.PkgName, "InstalledVersion": finding.InstalledVersion, "Severity": "HIGH"}},
+		"Vulnerabilities": []any{
+			map[string]any{"VulnerabilityID": finding.ID, "PkgName": finding.PkgName, "InstalledVersion": finding.InstalledVersion, "Severity": "HIGH"},
+			map[string]any{"VulnerabilityID": vexFinding.ID, "PkgName": vexFinding.PkgName, "InstalledVersion": vexFinding.InstalledVersion, "Severity": "HIGH"},
+		},
 	}}})
 	report := &scan.Report{Subject: res.Digest.String(), Scanner: scan.ScannerInfo{Name: "trivy", Version: "v0.74.0"},
 		DB: scan.DBInfo{SchemaVersion: 2, UpdatedAt: time.Now().Add(-time.Hour)}, StartedAt: time.Now(), FinishedAt: time.Now(),
-		Platforms: []string{"linux/amd64"}, Findings: []scan.Finding{finding}, TrivyReport: trivy}
+		Platforms: []string{"linux/amd64"}, Findings: []scan.Finding{finding, vexFinding}, TrivyReport: trivy}
 
 	for _, tc := range []struct {
 		name string
@@ -116,7 +122,7 @@ func TestAttestationPathsRelative(t *testing.T) {
 			}
 			// The paths are there, relative to the checkout.
 			for _, want := range []string{`"Dir":"services/hello"`, `"Main":"./cmd/hello"`, `"Src":"conf"`,
-				`"base":"oci:bases/distroless@sha256:`, `.trivyignore.yaml:CVE-2099-0001`} {
+				`"base":"oci:bases/distroless@sha256:`, `.trivyignore.yaml:CVE-2099-0001`, `"rule":"vex:vex/app.openvex.json"`} {
 				if !strings.Contains(all, want) {
 					t.Errorf("no attestation holds %s", want)
 				}

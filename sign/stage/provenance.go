@@ -158,8 +158,9 @@ func (m pathMapper) baseRef(ref string) string {
 	return out
 }
 
-// report returns r with the ignore file named in each suppression
-// ("FILE:ID", FILE absolute) made relative to the root; r is not changed.
+// report returns r with the file named in each suppression (the ignore
+// file of "FILE:ID", the VEX document of "vex:FILE"; FILE absolute) made
+// relative to the root; r is not changed.
 func (m pathMapper) report(r *scan.Report) *scan.Report {
 	if r == nil {
 		return nil
@@ -171,13 +172,20 @@ func (m pathMapper) report(r *scan.Report) *scan.Report {
 			continue
 		}
 		sup := *f.Suppressed
-		if i := strings.LastIndexByte(sup.Rule, ':'); i > 0 && filepath.IsAbs(sup.Rule[:i]) {
+		if file, ok := strings.CutPrefix(sup.Rule, vexRulePrefix); ok && sup.Kind == scan.SuppressedByVEX {
+			if filepath.IsAbs(file) {
+				sup.Rule = vexRulePrefix + m.path(file)
+			}
+		} else if i := strings.LastIndexByte(sup.Rule, ':'); i > 0 && filepath.IsAbs(sup.Rule[:i]) {
 			sup.Rule = m.path(sup.Rule[:i]) + sup.Rule[i:]
 		}
 		out.Findings[i].Suppressed = &sup
 	}
 	return &out
 }
+
+// vexRulePrefix starts the Rule of a VEX suppression: "vex:FILE".
+const vexRulePrefix = "vex:"
 
 // moduleRelative is main (absolute) as a package path relative to the
 // module directory: "./cmd/hello".

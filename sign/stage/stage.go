@@ -96,7 +96,7 @@ func WithTargets(ts []pipeline.Target) Option {
 
 // WithSourceRoot makes the local paths recorded in provenance (the
 // target's dir, main, files, an oci: base) and in the vuln attestation
-// (the ignore file of a suppression) relative to root, slash-separated
+// (the ignore file or VEX document of a suppression) relative to root, slash-separated
 // (see pipeline.SourceRoot: the git top level, or the config file's
 // directory); configDir is the directory the config's relative paths are
 // relative to. Default: root is the git top level of each target's
