@@ -68,79 +68,79 @@ type Config struct {
 // Target is one Go main package built into one multi-platform image.
 type Target struct {
 	// Name is the image name under the repository ([a-z0-9._-]).
-	Name string `yaml:"name" mapstructure:"name"`
+	Name string `yaml:"name" mapstructure:"name" json:"name,omitempty"`
 	// Dir is the Go module directory, relative to the config file (default ".").
-	Dir string `yaml:"dir" mapstructure:"dir"`
+	Dir string `yaml:"dir" mapstructure:"dir" json:"dir,omitempty"`
 	// Main is the main package relative to Dir (default ".").
-	Main string `yaml:"main" mapstructure:"main"`
+	Main string `yaml:"main" mapstructure:"main" json:"main,omitempty"`
 	// Platforms overrides the top-level platforms.
-	Platforms []string `yaml:"platforms" mapstructure:"platforms"`
+	Platforms []string `yaml:"platforms" mapstructure:"platforms" json:"platforms,omitempty"`
 	// Base overrides the top-level base.
-	Base string `yaml:"base" mapstructure:"base"`
+	Base string `yaml:"base" mapstructure:"base" json:"base,omitempty"`
 	// Ldflags are added after "-s -w" (templated).
-	Ldflags []string `yaml:"ldflags" mapstructure:"ldflags"`
+	Ldflags []string `yaml:"ldflags" mapstructure:"ldflags" json:"ldflags,omitempty"`
 	// Flags are extra go build flags, e.g. ["-tags=netgo"].
-	Flags []string `yaml:"flags" mapstructure:"flags"`
+	Flags []string `yaml:"flags" mapstructure:"flags" json:"flags,omitempty"`
 	// Env are extra environment variables for go build (KEY=VALUE).
-	Env []string `yaml:"env" mapstructure:"env"`
+	Env []string `yaml:"env" mapstructure:"env" json:"env,omitempty"`
 	// Tags are the tags to push (templated; default [latest]).
-	Tags []string `yaml:"tags" mapstructure:"tags"`
+	Tags []string `yaml:"tags" mapstructure:"tags" json:"tags,omitempty"`
 	// Repository, when set, is this target's whole repository (as ko's
 	// --bare), instead of <repository>/<name>.
-	Repository string `yaml:"repository" mapstructure:"repository"`
+	Repository string `yaml:"repository" mapstructure:"repository" json:"repository,omitempty"`
 	// Image is the image's runtime config and metadata.
-	Image ImageConfig `yaml:"image" mapstructure:"image"`
+	Image ImageConfig `yaml:"image" mapstructure:"image" json:"image,omitempty"`
 	// Files are copied into the image (beside ko's convention: a kodata
 	// directory next to the main package goes to /var/run/ko, with
 	// KO_DATA_PATH set).
-	Files []FileConfig `yaml:"files" mapstructure:"files"`
+	Files []FileConfig `yaml:"files" mapstructure:"files" json:"files,omitempty"`
 }
 
 // FileConfig is a file or directory copied into a target's image.
 type FileConfig struct {
 	// Src is a file or directory, relative to the config file.
-	Src string `yaml:"src" mapstructure:"src"`
+	Src string `yaml:"src" mapstructure:"src" json:"src,omitempty"`
 	// Dst is the absolute path it becomes in the image (a directory's
 	// contents go under it).
-	Dst string `yaml:"dst" mapstructure:"dst"`
+	Dst string `yaml:"dst" mapstructure:"dst" json:"dst,omitempty"`
 	// Mode is the octal permission of the files copied, e.g. "0640"
 	// (default 0644, or 0755 for a file executable by its owner).
-	Mode string `yaml:"mode" mapstructure:"mode"`
+	Mode string `yaml:"mode" mapstructure:"mode" json:"mode,omitempty"`
 }
 
 // ImageConfig is the runtime config and metadata of a target's image.
 type ImageConfig struct {
 	// User is "uid[:gid]" (default 65532:65532).
-	User string `yaml:"user" mapstructure:"user"`
+	User string `yaml:"user" mapstructure:"user" json:"user,omitempty"`
 	// Env is set in the image (templated values).
-	Env map[string]string `yaml:"env" mapstructure:"env"`
+	Env map[string]string `yaml:"env" mapstructure:"env" json:"env,omitempty"`
 	// Ports are exposed ports: 8080 or "8080/udp".
-	Ports []string `yaml:"ports" mapstructure:"ports"`
+	Ports []string `yaml:"ports" mapstructure:"ports" json:"ports,omitempty"`
 	// Labels are image config labels (templated values).
-	Labels map[string]string `yaml:"labels" mapstructure:"labels"`
+	Labels map[string]string `yaml:"labels" mapstructure:"labels" json:"labels,omitempty"`
 	// Annotations are manifest and index annotations (templated values).
-	Annotations map[string]string `yaml:"annotations" mapstructure:"annotations"`
+	Annotations map[string]string `yaml:"annotations" mapstructure:"annotations" json:"annotations,omitempty"`
 	// Workdir is the working directory (default /).
-	Workdir string `yaml:"workdir" mapstructure:"workdir"`
+	Workdir string `yaml:"workdir" mapstructure:"workdir" json:"workdir,omitempty"`
 	// Args are the arguments passed to the binary.
-	Args []string `yaml:"args" mapstructure:"args"`
+	Args []string `yaml:"args" mapstructure:"args" json:"args,omitempty"`
 	// Scratch chooses the runtime files added on the scratch base (each
 	// default true).
-	Scratch ScratchConfig `yaml:"scratch" mapstructure:"scratch"`
+	Scratch ScratchConfig `yaml:"scratch" mapstructure:"scratch" json:"scratch,omitempty"`
 	// Healthcheck is the image config's Healthcheck.
-	Healthcheck *HealthcheckConfig `yaml:"healthcheck" mapstructure:"healthcheck"`
+	Healthcheck *HealthcheckConfig `yaml:"healthcheck" mapstructure:"healthcheck" json:"healthcheck,omitempty"`
 }
 
 // ScratchConfig chooses the runtime files of images on scratch.
 type ScratchConfig struct {
 	// Zoneinfo adds the Go toolchain's time zone database at
 	// /usr/share/zoneinfo (default true).
-	Zoneinfo *bool `yaml:"zoneinfo" mapstructure:"zoneinfo"`
+	Zoneinfo *bool `yaml:"zoneinfo" mapstructure:"zoneinfo" json:"zoneinfo,omitempty"`
 	// Passwd adds /etc/passwd and /etc/group naming root, nobody and
 	// nonroot (65532), and /home/nonroot (default true).
-	Passwd *bool `yaml:"passwd" mapstructure:"passwd"`
+	Passwd *bool `yaml:"passwd" mapstructure:"passwd" json:"passwd,omitempty"`
 	// Tmp adds /tmp with mode 1777 (default true).
-	Tmp *bool `yaml:"tmp" mapstructure:"tmp"`
+	Tmp *bool `yaml:"tmp" mapstructure:"tmp" json:"tmp,omitempty"`
 }
 
 // HealthcheckConfig is a container health check, as a Dockerfile's
@@ -148,16 +148,16 @@ type ScratchConfig struct {
 type HealthcheckConfig struct {
 	// Test is the command and its arguments, e.g. ["/app/hello", "-health"]
 	// (a leading "CMD" is allowed; ["NONE"] disables the base's check).
-	Test []string `yaml:"test" mapstructure:"test"`
+	Test []string `yaml:"test" mapstructure:"test" json:"test,omitempty"`
 	// Interval between checks (default: the runtime's, 30s).
-	Interval ConfigDuration `yaml:"interval" mapstructure:"interval"`
+	Interval ConfigDuration `yaml:"interval" mapstructure:"interval" json:"interval,omitempty"`
 	// Timeout of one check (default: the runtime's, 30s).
-	Timeout ConfigDuration `yaml:"timeout" mapstructure:"timeout"`
+	Timeout ConfigDuration `yaml:"timeout" mapstructure:"timeout" json:"timeout,omitempty"`
 	// StartPeriod is the grace period after start (default: the runtime's, 0s).
-	StartPeriod ConfigDuration `yaml:"start_period" mapstructure:"start_period"`
+	StartPeriod ConfigDuration `yaml:"start_period" mapstructure:"start_period" json:"start_period,omitempty"`
 	// Retries is how many consecutive failures make the container unhealthy
 	// (default: the runtime's, 3).
-	Retries int `yaml:"retries" mapstructure:"retries"`
+	Retries int `yaml:"retries" mapstructure:"retries" json:"retries,omitempty"`
 }
 
 // ScanConfig configures the vulnerability scan and its gate.

@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExampleConfigsAreValid(t *testing.T) {
@@ -197,4 +199,25 @@ func FuzzExpand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		_, _ = Expand(s, TemplateData{Env: map[string]string{"V": "1"}})
 	})
+}
+
+// Provenance records a target's config under the keys slipway.yaml uses
+// (issue 14 item 12: one key style), durations as written.
+func TestTargetJSONKeys(t *testing.T) {
+	tg := Target{Name: "hello", Dir: "services/hello", Main: "./cmd/hello",
+		Files: []FileConfig{{Src: "conf", Dst: "/etc/app"}},
+		Image: ImageConfig{Workdir: "/app", Healthcheck: &HealthcheckConfig{Test: []string{"/app/hello", "-health"}, Interval: ConfigDuration(30 * time.Second), StartPeriod: ConfigDuration(2 * time.Second)}}}
+	b, err := json.Marshal(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"name":"hello"`, `"dir":"services/hello"`, `"main":"./cmd/hello"`, `"src":"conf"`, `"dst":"/etc/app"`,
+		`"workdir":"/app"`, `"interval":"30s"`, `"start_period":"2s"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	if strings.ContainsAny(string(b), "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+		t.Errorf("a key is not the config's: %s", b)
+	}
 }

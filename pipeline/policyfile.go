@@ -28,6 +28,10 @@ type ConfigDuration time.Duration
 // String formats d like time.Duration.
 func (d ConfigDuration) String() string { return time.Duration(d).String() }
 
+// MarshalText writes d as it is written in the config ("30s"), e.g. in
+// provenance.
+func (d ConfigDuration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *ConfigDuration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" && n.Value == "0" {

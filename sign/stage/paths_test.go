@@ -121,7 +121,7 @@ func TestAttestationPathsRelative(t *testing.T) {
 				}
 			}
 			// The paths are there, relative to the checkout.
-			for _, want := range []string{`"Dir":"services/hello"`, `"Main":"./cmd/hello"`, `"Src":"conf"`,
+			for _, want := range []string{`"dir":"services/hello"`, `"main":"./cmd/hello"`, `"src":"conf"`,
 				`"base":"oci:bases/distroless@sha256:`, `.trivyignore.yaml:CVE-2099-0001`, `"rule":"vex:vex/app.openvex.json"`} {
 				if !strings.Contains(all, want) {
 					t.Errorf("no attestation holds %s", want)
