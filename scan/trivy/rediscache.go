@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/aquasecurity/trivy/pkg/cache"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	"github.com/redis/go-redis/v9"
 )
 
 // analysisCache holds Trivy's per-layer and per-image analysis entries:
@@ -75,7 +77,16 @@ func RedactRedisURL(s string) string {
 // redisTimeout bounds the first connection check.
 const redisTimeout = 10 * time.Second
 
-func newRedisCache(c RedisConfig) (cache.Cache, error) {
+// redisLog routes go-redis's own messages (its connection pool writes
+// them to stderr by default) to the scanner's logger, at debug level.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug("redis", "msg", fmt.Sprintf(format, v...))
+}
+
+func newRedisCache(c RedisConfig, log *slog.Logger) (cache.Cache, error) {
+	redis.SetLogger(redisLog{log}) // process-wide in go-redis
 	shown := RedactRedisURL(c.URL)
 	// TLS is on for rediss:// (go-redis) and with the three files.
 	rc, err := cache.NewRedisCache(c.URL, c.CACert, c.Cert, c.Key, c.CACert != "", c.TTL)

@@ -82,7 +82,7 @@ func New(opts ...Option) (*Scanner, error) {
 	}
 	s := &Scanner{o: o, cache: c, blobs: c, version: Version(), vex: vs}
 	if o.redis != nil {
-		if s.blobs, err = newRedisCache(*o.redis); err != nil {
+		if s.blobs, err = newRedisCache(*o.redis, o.log); err != nil {
 			return nil, fmt.Errorf("trivy scanner: %w", err)
 		}
 	}
