@@ -388,6 +388,9 @@ func newDBCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if lc.Scan.Server != "" {
+				dir = st.Dir // the trivy server (URL without credentials): its DB
+			}
 			printDBStatus(cmd.OutOrStdout(), dir, st)
 			return nil
 		},

@@ -141,6 +141,36 @@ func StartRedis(t testing.TB, password string) *RedisServer {
 	return &RedisServer{Addr: addr, URL: u}
 }
 
+// StartRedisTLS starts redis-server on 127.0.0.1 with TLS only (rediss://,
+// a certificate from a throwaway CA; clients need no certificate). It
+// returns the server and the path of the CA's PEM file.
+func StartRedisTLS(t testing.TB) (*RedisServer, string) {
+	t.Helper()
+	bin := NeedRedis(t)
+	dir := t.TempDir()
+	ca, cert, key := NewTLSCert(t, "127.0.0.1")
+	for name, b := range map[string][]byte{"ca.pem": ca, "cert.pem": cert, "key.pem": key} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := FreeLoopbackPort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	args := []string{"--bind", "127.0.0.1", "--port", "0", "--tls-port", strconv.Itoa(port), "--dir", dir,
+		"--tls-cert-file", filepath.Join(dir, "cert.pem"), "--tls-key-file", filepath.Join(dir, "key.pem"),
+		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no",
+		"--save", "", "--appendonly", "no", "--daemonize", "no"}
+	startDaemon(t, "redis-server (TLS)", exec.Command(bin, args...), func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	return &RedisServer{Addr: addr, URL: "rediss://" + addr}, filepath.Join(dir, "ca.pem")
+}
+
 // TrivyServer is a `trivy server` on loopback.
 type TrivyServer struct {
 	// URL is http://127.0.0.1:PORT.

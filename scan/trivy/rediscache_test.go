@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -177,4 +178,38 @@ func TestRedisCacheRefusesBadSetup(t *testing.T) {
 func itoaPort(p int) string {
 	b, _ := json.Marshal(p)
 	return string(b)
+}
+
+func TestRedisCacheTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	rs, caFile := testutil.StartRedisTLS(t)
+	// Trivy's --redis-ca/--redis-cert/--redis-key: the CA's own files
+	// stand in for a client certificate (the server asks for none).
+	dir := filepath.Dir(caFile)
+	db := fixtureDB(t, now.Add(-time.Hour))
+	idx := serverIndex(t)
+	local, err := newScanner(t, db).Scan(context.Background(), idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newScanner(t, db, WithRedisCache(RedisConfig{URL: rs.URL, CACert: caFile,
+		Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}))
+	defer s.Close()
+	got, err := s.Scan(context.Background(), idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(local, got, reportCmp...); d != "" {
+		t.Errorf("report through TLS redis differs:\n%s", d)
+	}
+	// Without the CA the server's certificate is not trusted: refused.
+	if _, err := New(WithDBDir(db), WithCacheDir(t.TempDir()), WithRedisCache(RedisConfig{URL: rs.URL})); err == nil {
+		t.Error("rediss:// with an untrusted certificate was accepted")
+	}
+	// Plain redis:// to a TLS-only port fails too.
+	if _, err := New(WithDBDir(db), WithCacheDir(t.TempDir()), WithRedisCache(RedisConfig{URL: "redis://" + rs.Addr})); err == nil {
+		t.Error("redis:// to a TLS port was accepted")
+	}
 }
