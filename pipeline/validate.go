@@ -392,8 +392,8 @@ func checkScanRemote(s *ScanConfig) (key, msg string) {
 		switch {
 		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 			return "scan.server", "want http(s)://host[:port][/prefix]"
-		case u.User != nil:
-			return "scan.server", "credentials do not belong in the URL: put the token in the variable scan.server_token_env names"
+		case u.User != nil || u.RawQuery != "":
+			return "scan.server", "credentials do not belong in the URL (no user, password or query): put the token in the variable scan.server_token_env names"
 		}
 	}
 	if s.Server == "" && (s.ServerTokenEnv != "" || s.ServerTokenHeader != "" || len(s.ServerHeaders) > 0 || s.ServerTimeout != 0) {

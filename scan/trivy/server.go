@@ -63,6 +63,9 @@ func WithServer(c ServerConfig) Option {
 		if u.User != nil {
 			return fmt.Errorf("trivy server URL %q: credentials belong in the token, not the URL", redactURL(c.URL))
 		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("trivy server URL %q: no query or fragment (headers carry what the server needs)", redactURL(c.URL))
+		}
 		if c.Timeout < 0 {
 			return fmt.Errorf("negative trivy server timeout %s", c.Timeout)
 		}

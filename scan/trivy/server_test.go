@@ -265,6 +265,7 @@ func TestWithServerRejects(t *testing.T) {
 		{URL: "ftp://127.0.0.1:1"},
 		{URL: "127.0.0.1:4954"},
 		{URL: "http://user:pw@127.0.0.1:1"},
+		{URL: "http://127.0.0.1:1/?token=pw"},
 		{URL: "http://127.0.0.1:1", Timeout: -time.Second},
 		{URL: "http://127.0.0.1:1", Headers: map[string]string{"Bad Header": "x"}},
 		{URL: "http://127.0.0.1:1", Token: "a\nb"},
