@@ -5,8 +5,8 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 BIN     := bin/slipway
 # Debian packages the tests run against.
-DEB_PKGS := docker-registry umoci runc
-DEB_BINS := /usr/bin/docker-registry /usr/bin/umoci /usr/sbin/runc
+DEB_PKGS := docker-registry umoci runc redis-server
+DEB_BINS := /usr/bin/docker-registry /usr/bin/umoci /usr/sbin/runc /usr/bin/redis-server
 
 .PHONY: all build deps peers demo test test-unit test-short bench fuzz vet fmt clean
 

@@ -175,6 +175,36 @@ type ScanConfig struct {
 	DB DBConfig `yaml:"db" mapstructure:"db"`
 	// CacheDir keeps per-layer analysis results (default: user cache dir).
 	CacheDir string `yaml:"cache_dir" mapstructure:"cache_dir"`
+	// Cache, when set, keeps the per-layer analysis in Redis shared by
+	// several runners instead of CacheDir: redis://[:password@]host:port[/db]
+	// or rediss://… (TLS). Entries are used only for layers whose digest
+	// slipway verified. Layer indexes stay in CacheDir.
+	Cache string `yaml:"cache" mapstructure:"cache"`
+	// CacheCA, CacheCert and CacheKey are PEM files for Redis over TLS
+	// with a client certificate (all three or none; relative to the
+	// config file), as Trivy's --redis-ca, --redis-cert, --redis-key.
+	CacheCA   string `yaml:"cache_ca" mapstructure:"cache_ca"`
+	CacheCert string `yaml:"cache_cert" mapstructure:"cache_cert"`
+	CacheKey  string `yaml:"cache_key" mapstructure:"cache_key"`
+	// CacheTTL is how long Redis keeps an entry (default 0: no expiry).
+	CacheTTL time.Duration `yaml:"cache_ttl" mapstructure:"cache_ttl"`
+	// Server, when set, scans through a Trivy server (`trivy server`,
+	// Trivy's client/server protocol): slipway analyses the layers, the
+	// server detects with its DB, whose version and age (scan.db.max_age)
+	// are the server's. A server that is down, times out or answers
+	// garbage fails the scan.
+	Server string `yaml:"server" mapstructure:"server"`
+	// ServerTokenEnv names the environment variable holding the server's
+	// token (never written in the config, never shown).
+	ServerTokenEnv string `yaml:"server_token_env" mapstructure:"server_token_env"`
+	// ServerTokenHeader is the header carrying the token (default
+	// Trivy-Token, as Trivy's --token-header).
+	ServerTokenHeader string `yaml:"server_token_header" mapstructure:"server_token_header"`
+	// ServerHeaders are sent with every request to the server (as Trivy's
+	// --custom-headers).
+	ServerHeaders map[string]string `yaml:"server_headers" mapstructure:"server_headers"`
+	// ServerTimeout bounds each request to the server (default 2m).
+	ServerTimeout time.Duration `yaml:"server_timeout" mapstructure:"server_timeout"`
 	// MaxLayerBytes limits the decompressed bytes read from one layer
 	// (default 2 GiB): a larger layer, such as a gzip bomb, fails the scan.
 	MaxLayerBytes int64 `yaml:"max_layer_bytes" mapstructure:"max_layer_bytes"`

@@ -184,6 +184,9 @@ func (c *Config) Validate(file string) error {
 			return bad(fmt.Sprintf("scan.reports[%d].output", i), "required")
 		}
 	}
+	if key, msg := checkScanRemote(&c.Scan); key != "" {
+		return bad(key, "%s", msg)
+	}
 	c.Scan.AllowUnjudged = splitList(c.Scan.AllowUnjudged)
 	for i, a := range c.Scan.AllowUnjudged {
 		if !slices.Contains(scan.UnjudgedReasons, a) {
@@ -386,3 +389,66 @@ func checkPlatforms(key string, ps []string) *ConfigError {
 	}
 	return nil
 }
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// checkScanRemote checks scan.server and its options, and scan.cache
+// (Redis) and its TLS options. Values are never quoted back when they may
+// hold a secret (a Redis password in the URL).
+func checkScanRemote(s *ScanConfig) (key, msg string) {
+	if s.Server != "" {
+		u, err := url.Parse(s.Server)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			return "scan.server", "want http(s)://host[:port][/prefix]"
+		case u.User != nil || u.RawQuery != "":
+			return "scan.server", "credentials do not belong in the URL (no user, password or query): put the token in the variable scan.server_token_env names"
+		}
+	}
+	if s.Server == "" && (s.ServerTokenEnv != "" || s.ServerTokenHeader != "" || len(s.ServerHeaders) > 0 || s.ServerTimeout != 0) {
+		return "scan.server", "required by scan.server_token_env, scan.server_token_header, scan.server_headers and scan.server_timeout"
+	}
+	if s.ServerTokenEnv != "" && !envName.MatchString(s.ServerTokenEnv) {
+		// Not quoted: it may be the token itself, pasted in by mistake.
+		return "scan.server_token_env", "not an environment variable name (name the variable that holds the token, do not write the token here)"
+	}
+	if s.ServerTokenHeader != "" && !httpToken.MatchString(s.ServerTokenHeader) {
+		return "scan.server_token_header", fmt.Sprintf("%q is not a header name", s.ServerTokenHeader)
+	}
+	for k := range s.ServerHeaders {
+		if !httpToken.MatchString(k) {
+			return "scan.server_headers", fmt.Sprintf("%q is not a header name", k)
+		}
+	}
+	if s.ServerTimeout < 0 {
+		return "scan.server_timeout", "must not be negative"
+	}
+	if s.Cache != "" {
+		u, err := url.Parse(s.Cache)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			return "scan.cache", "want redis://[:password@]host:port[/db] or rediss://… (the value is not shown: it may hold a password)"
+		}
+	}
+	n := 0
+	for _, f := range []string{s.CacheCA, s.CacheCert, s.CacheKey} {
+		if f != "" {
+			n++
+		}
+	}
+	if n > 0 && s.Cache == "" {
+		return "scan.cache", "required by scan.cache_ca, scan.cache_cert and scan.cache_key"
+	}
+	if n != 0 && n != 3 {
+		return "scan.cache_ca", "Redis TLS needs scan.cache_ca, scan.cache_cert and scan.cache_key together"
+	}
+	if s.CacheTTL < 0 {
+		return "scan.cache_ttl", "must not be negative"
+	}
+	if s.CacheTTL != 0 && s.Cache == "" {
+		return "scan.cache", "required by scan.cache_ttl"
+	}
+	return "", ""
+}
+
+// httpToken is an HTTP header field name (RFC 9110 token).
+var httpToken = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

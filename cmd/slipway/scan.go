@@ -157,12 +157,46 @@ func newScanner(lc *loadedConfig, allowStale bool, log *slog.Logger) (*trivy.Sca
 	if len(lc.Scan.VEX) > 0 {
 		opts = append(opts, trivy.WithVEX(lc.Scan.VEX...))
 	}
+	remote, err := scanRemoteOptions(lc)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, remote...)
 	s, err := trivy.New(opts...)
 	var ve *trivy.VEXError
 	if errors.As(err, &ve) {
 		return nil, &pipeline.ConfigError{File: lc.File, Key: fmt.Sprintf("scan.vex[%d]", ve.Index), Msg: ve.Error()}
 	}
 	return s, err
+}
+
+// scanRemoteOptions are the scanner options of scan.server (a Trivy
+// server; its token from the variable scan.server_token_env names) and
+// scan.cache (a shared Redis). An unset or empty token variable is a config
+// error naming the key; the token itself is never shown.
+func scanRemoteOptions(lc *loadedConfig) ([]trivy.Option, error) {
+	var opts []trivy.Option
+	sc := lc.Scan
+	if sc.Server != "" {
+		c := trivy.ServerConfig{URL: sc.Server, TokenHeader: sc.ServerTokenHeader, Headers: sc.ServerHeaders, Timeout: sc.ServerTimeout}
+		if v := sc.ServerTokenEnv; v != "" {
+			tok, ok := os.LookupEnv(v)
+			if !ok || tok == "" {
+				return nil, &pipeline.ConfigError{File: lc.File, Line: pipeline.KeyLine(lc.data, "scan.server_token_env"), Key: "scan.server_token_env",
+					Msg: fmt.Sprintf("the variable %s is not set (or empty): it must hold the trivy server's token", v)}
+			}
+			c.Token = tok
+		}
+		opts = append(opts, trivy.WithServer(c))
+	}
+	if sc.Cache != "" {
+		c := trivy.RedisConfig{URL: sc.Cache, TTL: sc.CacheTTL}
+		if sc.CacheCA != "" {
+			c.CACert, c.Cert, c.Key = lc.path(sc.CacheCA), lc.path(sc.CacheCert), lc.path(sc.CacheKey)
+		}
+		opts = append(opts, trivy.WithRedisCache(c))
+	}
+	return opts, nil
 }
 
 // openVEXDocument is what the openvex attestation attaches: the OpenVEX
@@ -353,6 +387,9 @@ func newDBCmd(g *globalFlags) *cobra.Command {
 			st, err := s.CheckDB()
 			if err != nil {
 				return err
+			}
+			if lc.Scan.Server != "" {
+				dir = st.Dir // the trivy server (URL without credentials): its DB
 			}
 			printDBStatus(cmd.OutOrStdout(), dir, st)
 			return nil

@@ -107,7 +107,7 @@ func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_
 	if err != nil {
 		return nil, ftypes.OS{}, nil, fmt.Errorf("reading layers: %w", err)
 	}
-	in, err := newInspector(s.cache, s.artifactOption())
+	in, err := newInspector(s.blobs, s.artifactOption())
 	if err != nil {
 		return nil, ftypes.OS{}, nil, fmt.Errorf("preparing analysis: %w", err)
 	}
@@ -116,7 +116,7 @@ func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_
 		return nil, ftypes.OS{}, nil, fmt.Errorf("analysing layers: %w", err)
 	}
 
-	detail, err := applier.NewApplier(s.cache).ApplyLayers(ctx, ref.imageKey, ref.layerKeys)
+	detail, err := applier.NewApplier(ref.cache).ApplyLayers(ctx, ref.imageKey, ref.layerKeys)
 	cannot := func(reason, detail string) {
 		unjudged = append(unjudged, scan.Unjudged{Reason: reason, Platform: pi.platform, Detail: detail})
 	}
@@ -151,8 +151,19 @@ func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_
 		Applications: detail.Applications,
 	}
 	opts := scanOptions
-	if !detect {
+	if !detect || s.remote != nil {
+		// Packages only: with a server, what the image holds is what the
+		// server's answer is checked against.
 		opts.Scanners = types.Scanners{types.SBOMScanner}
+	}
+	serverSkipsOS := false
+	if detect && s.remote != nil && detail.OS.Detected() && len(detail.Packages) > 0 {
+		// Without detection the OS package scanner does not ask for the
+		// family's detector; ask as a local scan would.
+		if _, err := ospkgDetector.NewDetector(types.ScanTarget{OS: detail.OS}); errors.Is(err, ospkgDetector.ErrUnsupportedOS) {
+			serverSkipsOS = true // the server answers without the OS result
+			cannot(scan.UnjudgedUnsupportedOS, fmt.Sprintf("OS %s has no vulnerability detection in the scanner", detail.OS.String()))
+		}
 	}
 	var results types.Results
 	osRes, _, err := ospkg.NewScanner().Scan(ctx, target, opts)
@@ -171,7 +182,18 @@ func (s *Scanner) analyze(ctx context.Context, pi platformImage, detect bool) (_
 		return nil, ftypes.OS{}, nil, fmt.Errorf("scanning application packages: %w", err)
 	}
 	results = append(results, langRes...)
-	if detect {
+	if detect && s.remote != nil {
+		if err := s.remote.upload(ctx, ref.cache, ref); err != nil {
+			return nil, ftypes.OS{}, nil, err
+		}
+		want := results
+		if serverSkipsOS {
+			want = slices.DeleteFunc(slices.Clone(results), func(r types.Result) bool { return r.Class == types.ClassOSPkg })
+		}
+		if results, err = s.remote.scan(ctx, pi.digest, ref, detail.OS, want, scanOptions); err != nil {
+			return nil, ftypes.OS{}, nil, err
+		}
+	} else if detect {
 		vc := vulnerability.NewClient(tdb.Config{})
 		for i := range results {
 			vc.FillInfo(results[i].Vulnerabilities, opts.VulnSeveritySources)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,15 +44,19 @@ type DBError struct {
 }
 
 func (e *DBError) Error() string {
+	pull := "run `slipway db pull`"
+	if strings.HasPrefix(e.Dir, "http://") || strings.HasPrefix(e.Dir, "https://") {
+		pull = "update the trivy server's DB" // scan.server
+	}
 	switch e.Problem {
 	case DBMissing:
-		return fmt.Sprintf("vulnerability db missing in %s (run `slipway db pull`): %v", e.Dir, e.Err)
+		return fmt.Sprintf("vulnerability db missing in %s (%s): %v", e.Dir, pull, e.Err)
 	case DBSchema:
-		return fmt.Sprintf("vulnerability db in %s has schema version %d, want %d (run `slipway db pull`)",
-			e.Dir, e.SchemaVersion, e.Want)
+		return fmt.Sprintf("vulnerability db in %s has schema version %d, want %d (%s)",
+			e.Dir, e.SchemaVersion, e.Want, pull)
 	case DBStale:
-		return fmt.Sprintf("vulnerability db in %s is stale: updated %s ago (%s), max age %s (run `slipway db pull` or allow a stale db)",
-			e.Dir, e.Age.Round(time.Minute), e.UpdatedAt.UTC().Format(time.RFC3339), e.MaxAge)
+		return fmt.Sprintf("vulnerability db in %s is stale: updated %s ago (%s), max age %s (%s or allow a stale db)",
+			e.Dir, e.Age.Round(time.Minute), e.UpdatedAt.UTC().Format(time.RFC3339), e.MaxAge, pull)
 	}
 	return fmt.Sprintf("vulnerability db in %s is invalid: %v", e.Dir, e.Err)
 }
@@ -128,16 +133,22 @@ func checkDB(dir string, now time.Time, maxAge time.Duration, allowStale bool, l
 	if err != nil {
 		return st, err
 	}
+	return st, judgeAge(st, now, maxAge, allowStale, log)
+}
+
+// judgeAge fails a DB older than maxAge (a *DBError), unless stale DBs are
+// allowed: then it warns. st.Dir names the DB (a directory or a server).
+func judgeAge(st DBStatus, now time.Time, maxAge time.Duration, allowStale bool, log *slog.Logger) error {
 	if maxAge > 0 && st.Age > maxAge {
-		e := &DBError{Problem: DBStale, Dir: dir, SchemaVersion: st.SchemaVersion, Want: db.SchemaVersion,
+		e := &DBError{Problem: DBStale, Dir: st.Dir, SchemaVersion: st.SchemaVersion, Want: db.SchemaVersion,
 			UpdatedAt: st.UpdatedAt, Age: st.Age, MaxAge: maxAge}
 		if !allowStale {
-			return st, e
+			return e
 		}
-		log.Warn("using a stale vulnerability db", "dir", dir, "updated_at", st.UpdatedAt,
+		log.Warn("using a stale vulnerability db", "dir", st.Dir, "updated_at", st.UpdatedAt,
 			"age", st.Age.Round(time.Minute).String(), "max_age", maxAge.String())
 	}
-	return st, nil
+	return nil
 }
 
 // Trivy's DB is a process-wide handle (trivy-db's db package). openDB keeps

@@ -19,7 +19,11 @@ func (s *Scanner) DBIdentity() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("trivy %s; db schema %d updated %s", s.version, st.SchemaVersion, st.UpdatedAt.UTC().Format(time.RFC3339Nano)), nil
+	id := fmt.Sprintf("trivy %s; db schema %d updated %s", s.version, st.SchemaVersion, st.UpdatedAt.UTC().Format(time.RFC3339Nano))
+	if s.remote != nil {
+		id += "; server " + s.remote.shown // another detector than the local one
+	}
+	return id, nil
 }
 
 // Version is the version of Trivy linked into this binary, from its build

@@ -35,7 +35,7 @@ const artifactVersion = 1
 // registries) and its OCI downloader (go-getter, cloud SDKs), which slipway
 // never uses: it hands Trivy a v1.Image it already has.
 type inspector struct {
-	cache     cache.ArtifactCache
+	cache     cache.Cache
 	opt       artifact.Option
 	analyzers analyzer.AnalyzerGroup
 	config    analyzer.ConfigAnalyzerGroup
@@ -43,7 +43,7 @@ type inspector struct {
 	walker    walker.LayerTar
 }
 
-func newInspector(c cache.ArtifactCache, opt artifact.Option) (*inspector, error) {
+func newInspector(c cache.Cache, opt artifact.Option) (*inspector, error) {
 	handlers, err := handler.NewManager(opt)
 	if err != nil {
 		return nil, fmt.Errorf("post-handlers: %w", err)
@@ -64,6 +64,9 @@ func newInspector(c cache.ArtifactCache, opt artifact.Option) (*inspector, error
 type inspected struct {
 	imageKey  string
 	layerKeys []string
+	// cache is the analysis cache bound to these keys (boundCache): what
+	// the applier and the server upload read.
+	cache cache.Cache
 }
 
 // inspect analyses the layers of v that the cache lacks, in parallel, and
@@ -98,8 +101,25 @@ func (in *inspector) inspect(ctx context.Context, v *layerView) (inspected, erro
 		ref.layerKeys = append(ref.layerKeys, k)
 	}
 	layers := layersByKey(diffIDs, ref.layerKeys, cf)
+	bound := &boundCache{Cache: in.cache, layers: map[string]layerIdentity{}, arch: cf.Architecture, os: cf.OS}
+	for key, l := range layers {
+		h, err := v1.NewHash(l.DiffID)
+		if err != nil {
+			return inspected{}, fmt.Errorf("layer ID %s: %w", l.DiffID, err)
+		}
+		vl, ok := v.layers[h]
+		if !ok {
+			return inspected{}, fmt.Errorf("no view layer %s", h)
+		}
+		d, err := vl.Digest()
+		if err != nil {
+			return inspected{}, err
+		}
+		bound.layers[key] = layerIdentity{diffID: l.DiffID, digest: d.String()}
+	}
+	ref.cache = bound
 
-	missingImage, missingLayers, err := in.cache.MissingBlobs(ctx, ref.imageKey, ref.layerKeys)
+	missingImage, missingLayers, err := bound.MissingBlobs(ctx, ref.imageKey, ref.layerKeys)
 	if err != nil {
 		return inspected{}, fmt.Errorf("looking up the cache: %w", err)
 	}

@@ -28,6 +28,8 @@ type options struct {
 	maxLayerBytes   int64
 	maxImageBytes   int64
 	vex             []string
+	server          *ServerConfig
+	redis           *RedisConfig
 }
 
 // WithDBDir sets the vulnerability DB directory, in Trivy's cache layout

@@ -33,8 +33,13 @@ const maxDBClockSkew = time.Hour
 // number of Scanners, in one or several processes, may share a cache dir
 // and a DB dir.
 type Scanner struct {
-	o       options
-	cache   *layerCache
+	o options
+	// cache holds layer indexes (always local) and, unless blobs is
+	// another cache, Trivy's analysis entries.
+	cache *layerCache
+	// blobs holds Trivy's analysis entries: cache, or a shared Redis.
+	blobs   analysisCache
+	remote  *remoteServer // nil: local mode
 	version string
 	vex     *vexSet
 }
@@ -75,13 +80,46 @@ func New(opts ...Option) (*Scanner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trivy scanner: %w", err)
 	}
-	return &Scanner{o: o, cache: c, version: Version(), vex: vs}, nil
+	s := &Scanner{o: o, cache: c, blobs: c, version: Version(), vex: vs}
+	if o.redis != nil {
+		if s.blobs, err = newRedisCache(*o.redis, o.log); err != nil {
+			return nil, fmt.Errorf("trivy scanner: %w", err)
+		}
+	}
+	if o.server != nil {
+		s.remote = newRemoteServer(*o.server)
+	}
+	return s, nil
+}
+
+// Close releases the connections of a shared cache; a Scanner with a
+// local cache holds none.
+func (s *Scanner) Close() error {
+	if s.blobs != analysisCache(s.cache) {
+		return s.blobs.Close()
+	}
+	return nil
 }
 
 // CheckDB checks the scanner's DB as a scan would: missing, wrong schema
-// and (unless stale DBs are allowed) too old are *DBError.
+// and (unless stale DBs are allowed) too old are *DBError. With a Trivy
+// server (WithServer) it is the server's DB, as its /version reports it.
 func (s *Scanner) CheckDB() (DBStatus, error) {
+	if s.remote != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.remote.http.Timeout)
+		defer cancel()
+		return s.checkServerDB(ctx, s.o.now())
+	}
 	return checkDB(s.o.dbDir, s.o.now(), s.o.maxAge, s.o.allowStale, s.o.log)
+}
+
+// checkServerDB applies the local DB's freshness policy to the server's DB.
+func (s *Scanner) checkServerDB(ctx context.Context, now time.Time) (DBStatus, error) {
+	st, err := s.remote.dbStatus(ctx, now)
+	if err != nil {
+		return st, err
+	}
+	return st, judgeAge(st, now, s.o.maxAge, s.o.allowStale, s.o.log)
 }
 
 // Scan analyses every platform manifest of idx and returns one report:
@@ -198,15 +236,23 @@ func platformOf(img v1.Image, p *v1.Platform) (string, error) {
 
 func (s *Scanner) scan(ctx context.Context, subject string, imgs []platformImage) (*scan.Report, error) {
 	started := s.o.now()
-	st, err := checkDB(s.o.dbDir, started, s.o.maxAge, s.o.allowStale, s.o.log)
-	if err != nil {
-		return nil, err
+	var st DBStatus
+	var err error
+	if s.remote != nil {
+		// The server detects with its own DB: nothing local is opened.
+		if st, err = s.checkServerDB(ctx, started); err != nil {
+			return nil, err
+		}
+	} else {
+		if st, err = checkDB(s.o.dbDir, started, s.o.maxAge, s.o.allowStale, s.o.log); err != nil {
+			return nil, err
+		}
+		release, err := openDB(s.o.dbDir)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 	}
-	release, err := openDB(s.o.dbDir)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 
 	r := &scan.Report{
 		Subject: subject,

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
@@ -82,9 +83,27 @@ func TestScanCannotJudge(t *testing.T) {
 		{"slipway binary with runtime.modinfo emptied", slipwayImage(t, "/app/hello", goBinaryLdflags(t, "vulnapp-fixed", "-X runtime.modinfo=")), []string{scan.UnjudgedNoGoBuildInfo}},
 		{"scratch with a foreign binary", image(t, amd64, layer(t, file{name: "app/x", mode: 0o755, data: []byte("\x7fELF not go")})), nil},
 	}
-	for _, tc := range cases {
+	local := make([]*scan.Report, len(cases))
+	defer t.Run("server mode", func(t *testing.T) {
+		// Through a trivy server the same is judged: same reports.
+		if testing.Short() {
+			t.Skip("starts trivy server")
+		}
+		srv := startTrivyServer(t, db, "")
+		server := newScanner(t, t.TempDir(), WithServer(ServerConfig{URL: srv.URL}))
+		for i, tc := range cases {
+			if local[i] == nil {
+				continue // failed above
+			}
+			if d := cmp.Diff(local[i], scanImage(t, server, tc.img), reportCmp...); d != "" {
+				t.Errorf("%s: server mode reports otherwise (-local +server):\n%s", tc.name, d)
+			}
+		}
+	})
+	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := scanImage(t, newScanner(t, db), tc.img)
+			local[i] = r
 			if got := reasons(r); !slices.Equal(got, tc.want) {
 				t.Fatalf("unjudged = %+v, want %v", r.Unjudged, tc.want)
 			}
