@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -180,6 +181,17 @@ func TestPlanRefusesSecretTemplates(t *testing.T) {
 	}
 	if s := jobs[0].Target.SecretEnv; len(s) != 1 || s[0] != "MY_SIGNING_KEY" {
 		t.Fatalf("target SecretEnv = %v, want the sign.key variable", s)
+	}
+	// The Trivy server's token variable is as secret as the key's.
+	environ = append(environ, "TRIVY_TOKEN=srv-sentinel")
+	srv := "scan: {server: 'http://127.0.0.1:4954', server_token_env: TRIVY_TOKEN}\n"
+	_, err = plan(t, dir, srv+"targets:\n  - name: a\n    tags: ['{{.Env.TRIVY_TOKEN}}']\n", environ, nil)
+	wantConfigError(t, err, "targets[0].tags", "TRIVY_TOKEN", "credential")
+	if jobs, err = plan(t, dir, srv+"sign: {key: env://MY_SIGNING_KEY}\ntargets:\n  - name: a\n", environ, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := jobs[0].Target.SecretEnv; !slices.Equal(s, []string{"MY_SIGNING_KEY", "TRIVY_TOKEN"}) {
+		t.Fatalf("target SecretEnv = %v, want the sign.key and scan.server_token_env variables", s)
 	}
 }
 

@@ -135,11 +135,16 @@ func splitQuoted(s string) ([]string, error) {
 	return f, nil
 }
 
-// secretEnv is the variable holding sign.key (env://VAR), which joins
-// build.SecretEnv as a secret.
+// secretEnv are the variables holding sign.key (env://VAR) and the Trivy
+// server's token (scan.server_token_env), which join build.SecretEnv as
+// secrets: kept out of go build and templates.
 func secretEnv(c *Config) []string {
+	var out []string
 	if v, ok := strings.CutPrefix(c.Sign.Key, "env://"); ok && v != "" {
-		return []string{v}
+		out = append(out, v)
 	}
-	return nil
+	if c.Scan.ServerTokenEnv != "" {
+		out = append(out, c.Scan.ServerTokenEnv)
+	}
+	return out
 }

@@ -21,6 +21,8 @@ var envKeys = []string{
 	"scan.enabled", "scan.severity", "scan.ignore_unfixed", "scan.ignore_file", "scan.vex",
 	"scan.db.dir", "scan.db.repositories", "scan.db.max_age", "scan.cache_dir",
 	"scan.max_layer_bytes", "scan.max_image_bytes",
+	"scan.server", "scan.server_token_env", "scan.server_token_header", "scan.server_timeout",
+	"scan.cache", "scan.cache_ca", "scan.cache_cert", "scan.cache_key", "scan.cache_ttl",
 	"sign.key", "sign.attestations", "sign.sbom_format", "sign.format", "sign.keyless",
 	"sign.identity_token", "sign.fulcio_url", "sign.rekor_url", "sign.tsa_url",
 	"sign.signing_config", "sign.trusted_root",
