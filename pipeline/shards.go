@@ -243,7 +243,7 @@ func OpenShards(shards []Shard, jobs []Job, id ShardIdentity) (*Shards, error) {
 		st := s.targets[j.Target.Name]
 		for _, p := range j.Target.Platforms {
 			if st.platforms[platformKey(p)] == nil {
-				return nil, fmt.Errorf("no shard has target %s for platform %s", j.Target.Name, platformKey(p))
+				return nil, fmt.Errorf("no shard has target %s for platform %s", j.Target.Name, build.PlatformString(p))
 			}
 		}
 		if b, ok := s.bases[j.BaseRef]; ok && !sameBase(b, st.base) {
