@@ -194,6 +194,7 @@ type shardTarget struct {
 	platforms map[string]*shardImage   // by platformKey
 	indexes   map[string]v1.ImageIndex // each shard's index of the target, by shard name
 	indexMT   map[string]types.MediaType
+	want      map[string]bool // the platforms the config asks for
 }
 
 type shardImage struct {
@@ -227,7 +228,11 @@ func OpenShards(shards []Shard, jobs []Job, id ShardIdentity) (*Shards, error) {
 			return nil, fmt.Errorf("merging shards needs a clean checkout: %s has uncommitted changes (shards can only be shown to share a source at a commit)", j.Target.Dir)
 		}
 		jobOf[j.Target.Name] = j
-		s.targets[j.Target.Name] = &shardTarget{platforms: map[string]*shardImage{}, indexes: map[string]v1.ImageIndex{}, indexMT: map[string]types.MediaType{}}
+		st := &shardTarget{platforms: map[string]*shardImage{}, indexes: map[string]v1.ImageIndex{}, indexMT: map[string]types.MediaType{}, want: map[string]bool{}}
+		for _, p := range j.Target.Platforms {
+			st.want[platformKey(p)] = true
+		}
+		s.targets[j.Target.Name] = st
 	}
 	seenName := map[string]bool{}
 	for _, sh := range shards {
@@ -373,6 +378,9 @@ func (s *Shards) addTarget(sh Shard, root v1.ImageIndex, desc v1.Descriptor, rec
 		key, r := platformKey(*m.Platform), rec.Platforms[i]
 		if r.Platform != key || r.Digest != m.Digest.String() {
 			return fmt.Errorf("shard %s: index of %s has %s %s, its record %s %s", sh.Name, rec.Target, key, m.Digest, r.Platform, r.Digest)
+		}
+		if !st.want[key] {
+			return fmt.Errorf("shard %s has target %s for platform %s, which the config does not ask for", sh.Name, rec.Target, key)
 		}
 		if prev := st.platforms[key]; prev != nil {
 			return fmt.Errorf("platform %s of target %s is in two shards: %s and %s", key, rec.Target, prev.shard, sh.Name)
