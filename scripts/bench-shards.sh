@@ -9,8 +9,11 @@
 # wall time a CI with N machines would see (downloads not counted).
 #
 # Both measurements follow a change of the package all 20 services import
-# (committed: a merge needs a clean checkout), on a warm GOCACHE shared by
-# every "runner" (a CI would restore it from its cache), cold slipway caches.
+# (committed: a merge needs a clean checkout), with cold slipway caches.
+# GOCACHE: BENCH_GOCACHE=warm (default) shares this machine's warm Go build
+# cache with every "runner" (a CI restoring it from its cache);
+# BENCH_GOCACHE=cold gives each run an empty one (a CI without a Go cache:
+# every runner compiles the standard library for both platforms).
 # Loopback only: docker-registry on 127.0.0.1, the fixture vulnerability DB.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -103,12 +106,17 @@ commit_shared() {
 }
 # copy NAME: a fresh working copy (a runner's checkout).
 copy() { rm -rf "$work/$1" && cp -a "$mono" "$work/$1" && echo "$work/$1"; }
+# XDG_CACHE_HOME also moves Go's build cache unless GOCACHE is set.
+warm_gocache=$(go env GOCACHE)
 # timed DIR CMD…: runs CMD in DIR with fresh slipway caches; prints seconds.
 timed() {
-	local dir=$1 start
+	local dir=$1 start cache gocache
 	shift
+	cache=$(mktemp -d "$work/cache.XXXX")
+	gocache=$warm_gocache
+	[ "${BENCH_GOCACHE:-warm}" = cold ] && gocache=$cache/go-build
 	start=$(now)
-	(cd "$dir" && XDG_CACHE_HOME=$(mktemp -d "$work/cache.XXXX") "$@" >"$work/out.log" 2>&1) ||
+	(cd "$dir" && XDG_CACHE_HOME=$cache GOCACHE=$gocache "$@" >"$work/out.log" 2>&1) ||
 		{ cat "$work/out.log" >&2; return 1; }
 	elapsed "$start"
 }
