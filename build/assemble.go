@@ -275,3 +275,15 @@ func assembleIndex(t Target, imgs []PlatformImage, oci bool) (v1.ImageIndex, err
 	}
 	return idx, nil
 }
+
+// AssembleIndex puts platform images built elsewhere (the shards of a
+// merge) into t's index exactly as Build does: imgs in the order of
+// t.Platforms, t.Base set (its Ref and Digest are annotated), OCI or Docker
+// media types as the base's. The same images and target give the same
+// digest as a Build of every platform on one machine.
+func AssembleIndex(t Target, imgs []PlatformImage) (v1.ImageIndex, error) {
+	if t.Base == nil {
+		return nil, fmt.Errorf("target %s: no base image", t.Name)
+	}
+	return assembleIndex(t, imgs, t.Base.OCI())
+}

@@ -38,6 +38,7 @@ type buildFlags struct {
 	resolveDir string
 	jobs       int
 	insecure   []string
+	from       []string // run --from: merge these shards instead of building
 }
 
 func (f *buildFlags) register(cmd *cobra.Command) {
@@ -65,6 +66,10 @@ func (f *buildFlags) bindings() map[string]string {
 
 // check refuses flags that cannot go together (a usage error, exit 2).
 func (f *buildFlags) check(cmd *cobra.Command) error {
+	if len(f.from) > 0 && cmd.Flags().Changed("platform") {
+		// The config's platforms are what the shards must cover.
+		return &usageError{fmt.Errorf("--from and --platform cannot be used together: the merge assembles the config's platforms from the shards")}
+	}
 	if f.ociArchive == "" {
 		return nil
 	}
@@ -99,7 +104,7 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			// build's optional stages are its --scan and --sign flags.
-			return runBuild(cmd.Context(), g, f, lc, args, optional{scan: f.scan, sign: f.sign, summary: f.scan || f.sign})
+			return runBuild(cmd.Context(), g, f, lc, args, optional{scan: f.scan, sign: f.sign, summary: f.scan || f.sign, shard: true})
 		},
 	}
 	f.register(cmd)
@@ -108,9 +113,10 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-// optional says which optional stages a pipeline has, and whether the
-// summary table is printed.
-type optional struct{ scan, sign, summary bool }
+// optional says which optional stages a pipeline has, whether the
+// summary table is printed, and whether a layout or archive written
+// records shard records for a later merge (build).
+type optional struct{ scan, sign, summary, shard bool }
 
 // runBuild runs the pipeline for build and run: it makes the stages, calls
 // pipeline.Run and hands the results to the reporters.
@@ -148,6 +154,13 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 	st, err := buildStages(lc, baseOpts, log)
 	if err != nil {
 		return err
+	}
+	if len(f.from) > 0 {
+		cleanup, err := mergeStages(&st, lc, jobs, f.from, log)
+		defer cleanup()
+		if err != nil {
+			return err
+		}
 	}
 	scanOn, signOn := opt.scan, opt.sign
 	var onReport func(pipeline.Job, *scan.Report)
@@ -205,6 +218,12 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 			return err
 		}
 		st.Destination = &pipeline.LayoutDestination{Layout: l, Dir: lc.OCILayout}
+	}
+	if opt.shard && !f.push {
+		// What run --from checks: see pipeline.ShardRecord.
+		if st.Destination, err = pipeline.RecordShards(st.Destination, shardIdentity(lc)); err != nil {
+			return err
+		}
 	}
 	res, err := pipeline.Run(ctx, jobs, st, pipeline.RunOptions{
 		ContinueOnFailure: lc.OnFailure == pipeline.OnFailureContinue,

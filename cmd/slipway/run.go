@@ -17,7 +17,9 @@ with continue, the targets that passed are written. On the wire: blobs,
 manifests, index, signatures and attestations, and tags last.`,
 		Example: `  slipway run                 # everything into dist/oci
   slipway run --push          # to <repository>/<target>
-  slipway run hello --push --output-json results.json`,
+  slipway run hello --push --output-json results.json
+  # merge the shards of two runners (slipway build --platform P --oci-archive F)
+  slipway run --push --from oci-archive:amd64.tar --from oci-archive:arm64.tar`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lc, err := loadConfig(g, cmd.Flags(), f.bindings())
 			if err != nil {
@@ -30,6 +32,7 @@ manifests, index, signatures and attestations, and tags last.`,
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().StringArrayVar(&f.from, "from", nil, "merge shards (oci:DIR or oci-archive:FILE, repeatable) written by slipway build on other runners instead of building: each target's index is assembled from their platform images, then scanned, signed and written as a build's")
 	cmd.Flags().StringVar(&f.resolveDir, "resolve", "", "after a successful push, rewrite image references in the Kubernetes YAML under DIR (see slipway resolve)")
 	return cmd
 }
