@@ -57,7 +57,9 @@ func WriteArchive(dir, file string) error {
 	if index, err = canonicalIndex(index); err != nil {
 		return fmt.Errorf("layout %s: %s: %w", dir, indexFile, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+	// As for a layout: a directory slipway creates for its output is
+	// ignored by git, so the archive does not make the checkout modified.
+	if err := MkdirOutput(filepath.Dir(file)); err != nil {
 		return fmt.Errorf("writing %s: %w", file, err)
 	}
 	err = atomicfile.Write(file, 0o644, func(w io.Writer) error {

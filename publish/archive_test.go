@@ -292,3 +292,21 @@ func TestArchiveRejects(t *testing.T) {
 		})
 	}
 }
+
+// An archive written into a directory slipway creates leaves that
+// directory ignored by git (a .gitignore of "*"), as a layout does: the
+// checkout a shard was built in stays unmodified.
+func TestArchiveDirIgnored(t *testing.T) {
+	src := t.TempDir()
+	if _, err := NewLayout(src); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "shards", "amd64", "shard.tar")
+	if err := WriteArchive(src, file); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(file)), ".gitignore"))
+	if err != nil || string(b) != gitignore {
+		t.Fatalf("the directory created for the archive has .gitignore %q (%v)", b, err)
+	}
+}
