@@ -29,60 +29,9 @@ export COSIGN_PASSWORD=bench GOPROXY=off HTTP_PROXY=http://127.0.0.1:9 HTTPS_PRO
 "$bin" keygen --output-key-prefix "$work/cosign" >/dev/null 2>&1
 start_registry "$work/registry"
 
-# The monorepo of scripts/bench.sh: 20 services sharing internal/shared.
+# The monorepo of scripts/bench.sh (scripts/lib.sh): 20 services sharing internal/shared.
 mono=$work/mono
-mkdir -p "$mono/internal/shared"
-printf 'module example.com/mono\n\ngo 1.26\n' > "$mono/go.mod"
-cat > "$mono/internal/shared/shared.go" <<'EOG'
-// Package shared is what the 20 services of the bench have in common.
-package shared
-
-import (
-	"fmt"
-	"log/slog"
-	"net/http"
-	"os"
-)
-
-// Banner is edited by the bench (the shared-package change).
-const Banner = "v0"
-
-// Serve runs the service called name on $PORT (default 8080).
-func Serve(name string) error {
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	addr := ":" + os.Getenv("PORT")
-	if addr == ":" {
-		addr = ":8080"
-	}
-	http.HandleFunc("GET /", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "%s %s\n", name, Banner)
-	})
-	log.Info("listening", "service", name, "addr", addr)
-	return http.ListenAndServe(addr, nil)
-}
-EOG
-svcs=()
-for i in $(seq -w 1 20); do
-	svcs+=("svc$i")
-	mkdir -p "$mono/cmd/svc$i"
-	cat > "$mono/cmd/svc$i/main.go" <<EOG
-package main
-
-import (
-	"fmt"
-	"os"
-
-	"example.com/mono/internal/shared"
-)
-
-func main() {
-	if err := shared.Serve("svc$i"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
-EOG
-done
+make_mono "$mono"
 {
 	cat <<EOC
 repository: $REGISTRY/mono

@@ -187,64 +187,9 @@ config "$work/app" run hello
 # edit_hello TAG: a one-line change of the sample service.
 edit_hello() { sed -i "s/hello from %s[^(]*(/hello from %s $1 (/" "$work/app/cmd/hello/main.go"; }
 
-# The monorepo: 20 services sharing internal/shared.
+# The monorepo: 20 services sharing internal/shared (scripts/lib.sh).
 mono=$work/mono
-mkdir -p "$mono/internal/shared"
-cat > "$mono/go.mod" <<'EOG'
-module example.com/mono
-
-go 1.26
-EOG
-cat > "$mono/internal/shared/shared.go" <<'EOG'
-// Package shared is what the 20 services of the bench have in common.
-package shared
-
-import (
-	"fmt"
-	"log/slog"
-	"net/http"
-	"os"
-)
-
-// Banner is edited by the bench (the shared-package change).
-const Banner = "v0"
-
-// Serve runs the service called name on $PORT (default 8080).
-func Serve(name string) error {
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	addr := ":" + os.Getenv("PORT")
-	if addr == ":" {
-		addr = ":8080"
-	}
-	http.HandleFunc("GET /", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "%s %s\n", name, Banner)
-	})
-	log.Info("listening", "service", name, "addr", addr)
-	return http.ListenAndServe(addr, nil)
-}
-EOG
-svcs=()
-for i in $(seq -w 1 20); do
-	svcs+=("svc$i")
-	mkdir -p "$mono/cmd/svc$i"
-	cat > "$mono/cmd/svc$i/main.go" <<EOG
-package main
-
-import (
-	"fmt"
-	"os"
-
-	"example.com/mono/internal/shared"
-)
-
-func main() {
-	if err := shared.Serve("svc$i"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
-EOG
-done
+make_mono "$mono"
 config "$mono" mono "${svcs[@]}"
 svc_pkgs=("${svcs[@]/#/./cmd/}") # ko build takes one package an argument
 # edit_shared TAG: a change of the package all 20 services import.

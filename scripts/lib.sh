@@ -32,3 +32,62 @@ EOC
 now() { date +%s.%N; }
 # elapsed START: seconds since START, 3 decimals.
 elapsed() { python3 -c "import sys;print('%.3f'%(float(sys.argv[2])-float(sys.argv[1])))" "$1" "$(now)"; }
+
+# make_mono DIR: the bench's monorepo in DIR: 20 services (cmd/svc01 …
+# cmd/svc20) sharing internal/shared, whose Banner the benches edit. Sets
+# svcs to the service names.
+make_mono() {
+	local mono=$1 i
+	mkdir -p "$mono/internal/shared"
+	printf 'module example.com/mono\n\ngo 1.26\n' > "$mono/go.mod"
+	cat > "$mono/internal/shared/shared.go" <<'EOG'
+// Package shared is what the 20 services of the bench have in common.
+package shared
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+)
+
+// Banner is edited by the bench (the shared-package change).
+const Banner = "v0"
+
+// Serve runs the service called name on $PORT (default 8080).
+func Serve(name string) error {
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	addr := ":" + os.Getenv("PORT")
+	if addr == ":" {
+		addr = ":8080"
+	}
+	http.HandleFunc("GET /", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "%s %s\n", name, Banner)
+	})
+	log.Info("listening", "service", name, "addr", addr)
+	return http.ListenAndServe(addr, nil)
+}
+EOG
+	svcs=()
+	for i in $(seq -w 1 20); do
+		svcs+=("svc$i")
+		mkdir -p "$mono/cmd/svc$i"
+		cat > "$mono/cmd/svc$i/main.go" <<EOG
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"example.com/mono/internal/shared"
+)
+
+func main() {
+	if err := shared.Serve("svc$i"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+EOG
+	done
+}
