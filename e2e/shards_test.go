@@ -113,7 +113,8 @@ func TestShardsMerge(t *testing.T) {
 	git(t, src, "add", "-A")
 	git(t, src, "commit", "-qm", "v1")
 	env := []string{"COSIGN_PASSWORD=pw"}
-	// Each simulated runner: its own working copy and slipway caches.
+	// Each simulated runner: its own working copy and slipway caches (Go's
+	// build cache is shared, but for the GitHub Actions runners below).
 	runner := func() (string, []string) {
 		return checkout(t, src), append(slices.Clone(env), "XDG_CACHE_HOME="+t.TempDir())
 	}
@@ -134,6 +135,9 @@ func TestShardsMerge(t *testing.T) {
 	}
 	for _, m := range []struct{ platform, arch string }{{"linux/amd64", "amd64"}, {"linux/arm64", "arm64"}} {
 		dir, renv := runner()
+		// These two runners also have Go build caches of their own, as
+		// CI runners do: the digests cannot come from a shared cache.
+		renv = append(renv, "GOCACHE="+t.TempDir())
 		temp := t.TempDir()
 		args := recipeSlipway(t, "github-actions.yaml", "build", "slipway build", map[string]string{
 			"${{ matrix.platform }}": m.platform, "${{ matrix.arch }}": m.arch, "${{ runner.temp }}": temp,
