@@ -107,7 +107,7 @@ targets:
 	if r := slipway(t, dir, nil, "--config", "server.yaml", "scan", "oci:out"); r.code != 2 || !strings.Contains(r.stderr, "scan.server_token_env") {
 		t.Errorf("token variable unset: want exit 2 naming scan.server_token_env\n%s", r)
 	}
-	down := strings.Replace(readFile(t, filepath.Join(dir, "server.yaml")), srv.URL, fmt.Sprintf("http://127.0.0.1:%d", testutil.FreeLoopbackPort(t)), 1)
+	down := strings.Replace(readFile(t, filepath.Join(dir, "server.yaml")), srv.URL, fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t)), 1)
 	writeFile(t, dir, "down.yaml", down)
 	if r := slipway(t, dir, tok, "--config", "down.yaml", "scan", "oci:out"); r.code != 1 {
 		t.Errorf("server down: want exit 1\n%s", r)

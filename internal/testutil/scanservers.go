@@ -32,18 +32,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// FreeLoopbackPort returns a TCP port on 127.0.0.1 that was free a moment
-// ago.
-func FreeLoopbackPort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startDaemon runs cmd until the test ends, waiting until ready reports
 // true; its output goes to the test log if the test fails.
 func startDaemon(t testing.TB, name string, cmd *exec.Cmd, ready func() bool) {
@@ -108,7 +96,7 @@ func NeedRedis(t testing.TB) string {
 func StartRedis(t testing.TB, password string) *RedisServer {
 	t.Helper()
 	bin := NeedRedis(t)
-	port := FreeLoopbackPort(t)
+	port := FreePort(t)
 	dir := t.TempDir()
 	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
 		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no"}
@@ -154,7 +142,7 @@ func StartRedisTLS(t testing.TB) (*RedisServer, string) {
 			t.Fatal(err)
 		}
 	}
-	port := FreeLoopbackPort(t)
+	port := FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	args := []string{"--bind", "127.0.0.1", "--port", "0", "--tls-port", strconv.Itoa(port), "--dir", dir,
 		"--tls-cert-file", filepath.Join(dir, "cert.pem"), "--tls-key-file", filepath.Join(dir, "key.pem"),
@@ -183,7 +171,7 @@ type TrivyServer struct {
 // Trivy-Token). Its own cache is a temp dir. It stops when the test ends.
 func StartTrivyServer(t testing.TB, trivyBin, dbDir, token, tokenHeader string) *TrivyServer {
 	t.Helper()
-	port := FreeLoopbackPort(t)
+	port := FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// The server reads the DB from <cache-dir>/db and keeps its scan cache
 	// under <cache-dir>/fanal: give it a copy-free view of dbDir's db.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,7 +160,7 @@ func TestRedisCacheRefusesBadSetup(t *testing.T) {
 	wrong := strings.Replace(rs.URL, password, "wrong-pa55", 1)
 	for name, c := range map[string]RedisConfig{
 		"wrong password": {URL: wrong},
-		"nothing there":  {URL: "redis://127.0.0.1:" + itoaPort(testutil.FreeLoopbackPort(t))},
+		"nothing there":  {URL: "redis://127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))},
 		"not redis":      {URL: "http://" + rs.Addr},
 		"half TLS":       {URL: rs.URL, CACert: "ca.pem"},
 		"negative TTL":   {URL: rs.URL, TTL: -time.Second},
@@ -173,11 +174,6 @@ func TestRedisCacheRefusesBadSetup(t *testing.T) {
 			t.Errorf("%s: the error shows the password: %v", name, err)
 		}
 	}
-}
-
-func itoaPort(p int) string {
-	b, _ := json.Marshal(p)
-	return string(b)
 }
 
 func TestRedisCacheTLS(t *testing.T) {

@@ -146,7 +146,7 @@ func TestServerWrongToken(t *testing.T) {
 
 func TestServerDown(t *testing.T) {
 	db := fixtureDB(t, now.Add(-time.Hour))
-	url := "http://127.0.0.1:" + strconv.Itoa(testutil.FreeLoopbackPort(t))
+	url := "http://127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	s := newScanner(t, db, WithServer(ServerConfig{URL: url, Timeout: 5 * time.Second}))
 	t0 := time.Now()
 	_, err := s.Scan(context.Background(), debianIndex(t))
