@@ -106,12 +106,7 @@ func TestBaseErrorCancelsCompiles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles Go code")
 	}
-	tmp := t.TempDir()
-	t.Setenv("TMPDIR", tmp)
-	g, err := New(WithCACertificates(CANone), WithBinaryCache(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, tmp := isolatedBuilder(t)
 	tg := appTree(t)
 	boom := errors.New("base: denied")
 	tg.ResolveBase = func(ctx context.Context) (*Base, error) {
@@ -131,12 +126,7 @@ func TestSpeculativeBuildCancelledOnHit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles Go code")
 	}
-	tmp := t.TempDir()
-	t.Setenv("TMPDIR", tmp)
-	g, err := New(WithCACertificates(CANone), WithBinaryCache(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, tmp := isolatedBuilder(t)
 	tg := appTreeWithBase(t, appTree(t))
 	first, err := g.Build(context.Background(), tg)
 	if err != nil {
@@ -157,6 +147,19 @@ func TestSpeculativeBuildCancelledOnHit(t *testing.T) {
 		}
 		assertEmpty(t, tmp)
 	}
+}
+
+// isolatedBuilder is a builder with a binary cache, and the TMPDIR it
+// builds in, a directory of the test's own.
+func isolatedBuilder(t *testing.T) (*GoBuilder, string) {
+	t.Helper()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	g, err := New(WithCACertificates(CANone), WithBinaryCache(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, tmp
 }
 
 // assertEmpty fails if dir holds anything (a go build work directory or
