@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -398,7 +398,7 @@ func checkRaw(raw func() ([]byte, error), want v1.Hash) error {
 	if err != nil {
 		return err
 	}
-	got, _, err := v1.SHA256(strings.NewReader(string(b)))
+	got, _, err := v1.SHA256(bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
