@@ -234,16 +234,31 @@ func hashInputs(ctx context.Context, h io.Writer, gobin string, t Target, env []
 	return nil
 }
 
-// listing is a `go list -deps` output CheckMain made, kept on the Target
-// for the cache key of its first platform: one go list per target and
-// platform in a run, not two.
+// listing is the `go list -deps` output of a target's main package for
+// its first platform: CheckMain's, which the binary cache key of that
+// platform reuses, so a run makes one go list per target and platform,
+// not two. CheckMain may run beside the build (StartCheckMain): whichever
+// asks first runs go list, the other waits for its output.
 type listing struct {
-	key string
-	out []byte
+	key  string
+	once sync.Once
+	out  []byte
+	err  error
 }
 
 func listingKey(gobin string, t Target, env []string) string {
 	return strings.Join([]string{gobin, t.Dir, t.Main, strings.Join(t.Flags, "\x01"), strings.Join(env, "\x01")}, "\x00")
+}
+
+// get is the listing's go list output, made by the first caller with its
+// ctx. A listing cut short by that caller's cancellation is not given to
+// a caller whose ctx is still live: that one runs go list itself.
+func (l *listing) get(ctx context.Context, gobin string, t Target, env []string) ([]byte, error) {
+	l.once.Do(func() { l.out, l.err = goListDeps(ctx, gobin, t, env) })
+	if l.err != nil && ctx.Err() == nil && (errors.Is(l.err, context.Canceled) || errors.Is(l.err, context.DeadlineExceeded)) {
+		return goListDeps(ctx, gobin, t, env)
+	}
+	return l.out, l.err
 }
 
 // eachListed calls f for each package of a `go list -json` output, in
@@ -263,12 +278,18 @@ func eachListed(out []byte, f func(listedPackage) error) error {
 	}
 }
 
-// listDeps runs `go list -deps -json` for t's main package with env (or
-// takes the output CheckMain left for it).
+// listDeps is `go list -deps -json` for t's main package with env: the
+// listing CheckMain shares when it was made for the same go, flags and
+// environment, else a go list of its own.
 func listDeps(ctx context.Context, gobin string, t Target, env []string) ([]byte, error) {
 	if t.listed != nil && t.listed.key == listingKey(gobin, t, env) {
-		return t.listed.out, nil
+		return t.listed.get(ctx, gobin, t, env)
 	}
+	return goListDeps(ctx, gobin, t, env)
+}
+
+// goListDeps runs `go list -deps -json` for t's main package with env.
+func goListDeps(ctx context.Context, gobin string, t Target, env []string) ([]byte, error) {
 	args := append([]string{"list", "-deps", "-json=" + listFields}, t.Flags...)
 	cmd := exec.CommandContext(ctx, gobin, append(args, "--", t.Main)...)
 	cmd.Dir = t.Dir
@@ -277,6 +298,9 @@ func listDeps(ctx context.Context, gobin string, t Target, env []string) ([]byte
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("go list: %w", ctx.Err())
+		}
 		return nil, fmt.Errorf("go list: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return out, nil

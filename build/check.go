@@ -33,41 +33,55 @@ func (e *NotMainError) Error() string {
 // errors, missing modules), it returns nil: `go build` fails on the same
 // input and reports it.
 func CheckMain(ctx context.Context, t *Target) error {
-	gobin, err := findGo()
+	check, err := StartCheckMain(t)
 	if err != nil {
 		return err
+	}
+	return check(ctx)
+}
+
+// StartCheckMain prepares CheckMain for t and returns it, to be run beside
+// t's build: the go list it makes is the one the binary cache key of t's
+// first platform uses, run by whichever of them asks first. t may be
+// copied (into a build) once StartCheckMain has returned.
+func StartCheckMain(t *Target) (check func(context.Context) error, err error) {
+	gobin, err := findGo()
+	if err != nil {
+		return nil, err
 	}
 	var penv []string
 	if len(t.Platforms) > 0 {
 		if penv, err = platformEnv(t.Platforms[0]); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	// The same go list the binary cache keys the first platform with: its
-	// output is left for that key.
 	env := buildEnv(os.Environ(), penv, t.Env, t.SecretEnv)
-	out, err := listDeps(ctx, gobin, *t, env)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	l := &listing{key: listingKey(gobin, *t, env)}
+	t.listed = l
+	tc := *t
+	return func(ctx context.Context) error {
+		out, err := l.get(ctx, gobin, tc, env)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return nil
 		}
-		return nil
-	}
-	var pkgs []string
-	err = eachListed(out, func(pkg listedPackage) error {
-		if !pkg.DepOnly {
-			pkgs = append(pkgs, pkg.ImportPath+" "+pkg.Name)
+		var pkgs []string
+		err = eachListed(out, func(pkg listedPackage) error {
+			if !pkg.DepOnly {
+				pkgs = append(pkgs, pkg.ImportPath+" "+pkg.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil // go build will say what is wrong
 		}
-		return nil
-	})
-	if err != nil {
-		return nil // go build will say what is wrong
-	}
-	t.listed = &listing{key: listingKey(gobin, *t, env), out: out}
-	if len(pkgs) == 1 && strings.HasSuffix(pkgs[0], " main") {
-		return nil
-	}
-	return &NotMainError{Main: t.Main, Packages: pkgs}
+		if len(pkgs) == 1 && strings.HasSuffix(pkgs[0], " main") {
+			return nil
+		}
+		return &NotMainError{Main: tc.Main, Packages: pkgs}
+	}, nil
 }
 
 // checkVCS fails when the VCS stamp go build put in the binary at bin

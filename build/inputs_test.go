@@ -286,3 +286,82 @@ func TestBuildRefusesVCSDisagreement(t *testing.T) {
 		t.Fatalf("dirty checkout, recorded dirty: %v", err)
 	}
 }
+
+// Issue 13: CheckMain, run beside the build (StartCheckMain), and the
+// first platform's binary cache key share one go list, whichever of them
+// asks first; the other waits for its output.
+func TestCheckMainBesideKeySharesGoList(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"go.mod":          "module example.com/m\n\ngo 1.26\n",
+		"cmd/app/main.go": "package main\n\nfunc main() {}\n",
+	})
+	realGo, err := findGo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(realGo, "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A go command that notes each go list, for the count.
+	fake := t.TempDir()
+	calls := filepath.Join(t.TempDir(), "lists")
+	script := "#!/bin/sh\n[ \"$1\" = list ] && echo list >> " + calls + "\nGOROOT=" + strings.TrimSpace(string(out)) + " exec " + realGo + " \"$@\"\n"
+	if err := os.MkdirAll(filepath.Join(fake, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fake, "bin", "go"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOROOT", fake)
+	gobin, err := findGo()
+	if err != nil || gobin != filepath.Join(fake, "bin", "go") {
+		t.Fatalf("go command %s (%v), want the counting one", gobin, err)
+	}
+	c, err := newBinaryCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, keyFirst := range []bool{false, true} {
+		os.Remove(calls)
+		tg := localTarget(t, dir)
+		tg.Main = "./cmd/app"
+		check, err := StartCheckMain(&tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := tg.Platforms[0]
+		penv, err := platformEnv(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := buildEnv(os.Environ(), penv, tg.Env, tg.SecretEnv)
+		keyDone := make(chan error, 1)
+		build := tg // the build's copy, made before the check ran
+		go func() {
+			_, err := c.key(context.Background(), gobin, build, p, env)
+			keyDone <- err
+		}()
+		if keyFirst {
+			if err := <-keyDone; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := check(context.Background()); err != nil {
+			t.Fatalf("check: %v", err)
+		}
+		if !keyFirst {
+			if err := <-keyDone; err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := os.ReadFile(calls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(b), "list"); n != 1 {
+			t.Fatalf("key first %v: %d go lists, want 1 shared", keyFirst, n)
+		}
+	}
+}

@@ -49,7 +49,11 @@ func (d *RegistryDestination) WriteSignatures(ctx context.Context, j Job, _ *bui
 	if err != nil {
 		return err
 	}
-	if err := s.WriteRemote(ctx, j.Repository, opts...); err != nil {
+	tr, err := d.Registry.RepositoryTransport(ctx, j.Repository)
+	if err != nil {
+		return err
+	}
+	if err := s.WriteRemote(ctx, j.Repository, tr, opts...); err != nil {
 		return fmt.Errorf("writing signatures: %w", err)
 	}
 	return nil

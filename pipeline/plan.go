@@ -33,6 +33,11 @@ type Job struct {
 	Git GitInfo
 	// SignAnnotations are the expanded signed annotations.
 	SignAnnotations map[string]string
+
+	// mains is the check, still running, that every planned target's
+	// main is a package main (PlanOptions.DeferMainCheck); Run waits for
+	// it beside the builds.
+	mains *mainChecks
 }
 
 // PlanOptions are the inputs of Plan besides the config.
@@ -48,6 +53,12 @@ type PlanOptions struct {
 	// Logger receives warnings (a templated tag that expanded to nothing);
 	// nil discards.
 	Logger *slog.Logger
+	// DeferMainCheck leaves the check that each target's main is one
+	// package main to Run, which makes it beside the builds instead of
+	// before them (its go list is the one the first platform's binary
+	// cache key uses); a failed check fails the run before anything is
+	// written, with the same *ConfigError Plan would return.
+	DeferMainCheck bool
 }
 
 // Plan expands c (which must have passed Validate) into one Job per
@@ -202,8 +213,18 @@ func Plan(ctx context.Context, c *Config, o PlanOptions) ([]Job, error) {
 		jobs = append(jobs, j)
 		keys = append(keys, key)
 	}
-	if err := checkMains(ctx, jobs, keys); err != nil {
+	mc, err := startMainChecks(ctx, jobs, keys)
+	if err != nil {
 		return nil, err
+	}
+	if !o.DeferMainCheck {
+		if err := mc.wait(ctx); err != nil {
+			return nil, err
+		}
+		return jobs, nil
+	}
+	for i := range jobs {
+		jobs[i].mains = mc
 	}
 	return jobs, nil
 }
@@ -233,22 +254,44 @@ func healthConfig(h *HealthcheckConfig) *v1.HealthConfig {
 	}
 }
 
-// checkMains runs build.CheckMain for every job, concurrently (one go list
-// each), and returns the error of the first target in config order.
-func checkMains(ctx context.Context, jobs []Job, keys []string) error {
-	errs := make([]error, len(jobs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.NumCPU())
+// mainChecks is build.CheckMain of every planned target, running.
+type mainChecks struct {
+	done chan struct{}
+	err  error
+}
+
+// startMainChecks starts build.CheckMain for every job, concurrently (one
+// go list each, at most one per CPU at once).
+func startMainChecks(ctx context.Context, jobs []Job, keys []string) (*mainChecks, error) {
+	checks := make([]func(context.Context) error, len(jobs))
 	for i := range jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			errs[i] = build.CheckMain(ctx, &jobs[i].Target)
-		}()
+		c, err := build.StartCheckMain(&jobs[i].Target)
+		if err != nil {
+			return nil, fmt.Errorf("checking main of %s: %w", jobs[i].Target.Name, err)
+		}
+		checks[i] = c
 	}
-	wg.Wait()
+	mc := &mainChecks{done: make(chan struct{})}
+	go func() {
+		defer close(mc.done)
+		errs := make([]error, len(jobs))
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, runtime.NumCPU())
+		for i, check := range checks {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				errs[i] = check(ctx)
+			})
+		}
+		wg.Wait()
+		mc.err = firstMainError(jobs, keys, errs)
+	}()
+	return mc, nil
+}
+
+// firstMainError is the error of the first target in config order.
+func firstMainError(jobs []Job, keys []string, errs []error) error {
 	for i, err := range errs {
 		var nm *build.NotMainError
 		switch {
@@ -259,6 +302,19 @@ func checkMains(ctx context.Context, jobs []Job, keys []string) error {
 		}
 	}
 	return nil
+}
+
+// wait is the checks' verdict, or ctx's error if it ends first.
+func (mc *mainChecks) wait(ctx context.Context) error {
+	if mc == nil {
+		return nil
+	}
+	select {
+	case <-mc.done:
+		return mc.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // RepositoryFor is where target's image goes: the target's own

@@ -66,7 +66,11 @@ func PushLayout(ctx context.Context, l *publish.Layout, reg *publish.Registry, r
 				if err != nil {
 					return res, fmt.Errorf("pushing signatures of %s: %w", e.Target, err)
 				}
-				if err := s.WriteRemote(ctx, repo, opts...); err != nil {
+				rt, err := reg.RepositoryTransport(ctx, repo)
+				if err != nil {
+					return res, fmt.Errorf("pushing signatures of %s: %w", e.Target, err)
+				}
+				if err := s.WriteRemote(ctx, repo, rt, opts...); err != nil {
 					return res, fmt.Errorf("pushing signatures of %s: %w", e.Target, err)
 				}
 				tr.Signatures = s.Refs()

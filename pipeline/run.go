@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -33,8 +34,9 @@ type Signatures interface {
 	Refs() []string
 	// WriteRemote writes them to repo (bundle referrers, cosign's .sig/.att
 	// tags) with opts added to the signer's remote options (the
-	// destination's session with repo).
-	WriteRemote(ctx context.Context, repo name.Repository, opts ...remote.Option) error
+	// destination's session with repo); tr, when not nil, is that
+	// session's authenticated transport, which writes with fewer requests.
+	WriteRemote(ctx context.Context, repo name.Repository, tr http.RoundTripper, opts ...remote.Option) error
 	// WriteLayout writes them into the OCI layout at dir.
 	WriteLayout(dir string) error
 }
@@ -190,18 +192,27 @@ type Preparer interface {
 }
 
 // preflight checks what every target shares: the signer, the destination
-// (reachable, writable) and the base images.
+// (reachable, writable) and the base images, side by side.
+// With a deferred main check (PlanOptions.DeferMainCheck), preflight also
+// waits for it. The first failure is the result.
 func preflight(ctx context.Context, jobs []Job, st Stages, bases *baseCache) error {
-	signer := make(chan error, 1)
+	checks := []func() error{func() error { return checkShared(ctx, jobs, st, bases) }}
 	if p, ok := st.Signer.(Preparer); ok {
-		go func() { signer <- p.Prepare(ctx) }()
-	} else {
-		signer <- nil
+		checks = append(checks, func() error { return p.Prepare(ctx) })
 	}
-	if err := checkShared(ctx, jobs, st, bases); err != nil {
-		return err
+	if len(jobs) > 0 && jobs[0].mains != nil {
+		checks = append(checks, func() error { return jobs[0].mains.wait(ctx) })
 	}
-	return <-signer
+	done := make(chan error, len(checks))
+	for _, c := range checks {
+		go func() { done <- c() }()
+	}
+	for range checks {
+		if err := <-done; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func checkShared(ctx context.Context, jobs []Job, st Stages, bases *baseCache) error {

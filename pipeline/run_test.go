@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -351,5 +352,82 @@ func TestRunExpandsAllPlatforms(t *testing.T) {
 	js[0].BaseRef = build.Scratch
 	if _, err := pipeline.Run(context.Background(), js, st, pipeline.RunOptions{}); err == nil || !strings.Contains(err.Error(), "scratch") {
 		t.Errorf("all on scratch: err = %v", err)
+	}
+}
+
+// blockingBuilder records the targets it was asked to build and blocks
+// until the run is cancelled.
+type blockingBuilder struct {
+	mu      sync.Mutex
+	started []string
+}
+
+func (b *blockingBuilder) Build(ctx context.Context, t build.Target) (*build.Result, error) {
+	b.mu.Lock()
+	b.started = append(b.started, t.Name)
+	b.mu.Unlock()
+	<-ctx.Done()
+	return nil, context.Cause(ctx)
+}
+
+// Issue 13: with DeferMainCheck the check that each main: is one package
+// main runs beside the builds instead of before them, and a failed check
+// is still the run's config error (the target's key), with nothing
+// written.
+func TestRunChecksMainBesideBuilds(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"go.mod":          "module example.com/m\n\ngo 1.26\n",
+		"cmd/app/main.go": "package main\n\nfunc main() {}\n",
+		"lib/lib.go":      "package lib\n\nfunc F() int { return 1 }\n",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	planned := func(cfg string) []pipeline.Job {
+		t.Helper()
+		c, err := pipeline.DecodeStrict("f.yaml", []byte(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate("f.yaml"); err != nil {
+			t.Fatal(err)
+		}
+		js, err := pipeline.Plan(context.Background(), c, pipeline.PlanOptions{ConfigDir: dir, Environ: os.Environ(), DeferMainCheck: true})
+		if err != nil {
+			t.Fatalf("Plan with DeferMainCheck: %v", err)
+		}
+		return js
+	}
+
+	log := &fakes.Log{}
+	b := &blockingBuilder{}
+	st := pipeline.Stages{Builder: b, Destination: &fakes.Destination{Log: log}}
+	_, err := pipeline.Run(context.Background(), planned("targets:\n  - name: a\n    main: ./cmd/app\n  - name: b\n    main: ./lib\n"), st, pipeline.RunOptions{})
+	var ce *pipeline.ConfigError
+	if !errors.As(err, &ce) || ce.Key != "targets[1].main" || !strings.Contains(ce.Msg, "./lib is package lib") {
+		t.Fatalf("err = %v, want the config error of targets[1].main", err)
+	}
+	slices.Sort(b.started)
+	if !slices.Equal(b.started, []string{"a", "b"}) {
+		t.Fatalf("builds started before the check's verdict: %v, want both", b.started)
+	}
+	if len(log.Entries) != 0 {
+		t.Fatalf("written after a failed main check: %v", log.Entries)
+	}
+
+	// Package mains pass, and the run writes.
+	st = stages(log, &fakes.Builder{}, nil)
+	st.Scanner, st.Signer = nil, nil
+	if _, err := pipeline.Run(context.Background(), planned("targets:\n  - name: a\n    main: ./cmd/app\n"), st, pipeline.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(log.Entries) == 0 {
+		t.Fatal("nothing written")
 	}
 }

@@ -134,6 +134,17 @@ func (r *Registry) RepositoryOptions(ctx context.Context, repo name.Repository) 
 	return s.options(ctx), nil
 }
 
+// RepositoryTransport is repo's session transport (authenticated for push
+// and pull, with the session's retries and manifest gate), for requests
+// go-containerregistry has no call for.
+func (r *Registry) RepositoryTransport(ctx context.Context, repo name.Repository) (http.RoundTripper, error) {
+	s, err := r.session(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	return s.tr, nil
+}
+
 // options are the session's remote options for calls made for ctx (a
 // fresh slice: callers run side by side).
 func (s *session) options(ctx context.Context) []remote.Option {

@@ -85,8 +85,12 @@ const (
 	emptyJSONMediaType        = "application/vnd.oci.empty.v1+json"
 )
 
-// emptyJSON is the OCI empty descriptor's content.
-var emptyJSON = []byte("{}")
+// emptyJSON is the OCI empty descriptor's content, and emptyDigest its
+// digest.
+var (
+	emptyJSON      = []byte("{}")
+	emptyDigest, _ = v1.NewHash("sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
+)
 
 // Bundle is one Sigstore bundle to store as a referrer of its subject.
 type Bundle struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -30,7 +31,7 @@ func signWrite(t testing.TB, s *Signer, idx v1.ImageIndex, repo name.Repository,
 	if err != nil {
 		t.Fatalf("Sign: %v", err)
 	}
-	if err := WriteRemote(context.Background(), repo, sigs, nil); err != nil {
+	if err := WriteRemote(context.Background(), repo, sigs, nil, http.DefaultTransport); err != nil {
 		t.Fatalf("WriteRemote: %v", err)
 	}
 	return sigs

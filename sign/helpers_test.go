@@ -209,7 +209,7 @@ func signAndWrite(t testing.TB, key *PrivateKey, idx v1.ImageIndex, repo name.Re
 	if err != nil {
 		t.Fatalf("Sign: %v", err)
 	}
-	if err := WriteRemote(context.Background(), repo, sigs, nil); err != nil {
+	if err := WriteRemote(context.Background(), repo, sigs, nil, http.DefaultTransport); err != nil {
 		t.Fatalf("WriteRemote: %v", err)
 	}
 	return sigs

@@ -89,7 +89,7 @@ func TestLayoutRoundTrip(t *testing.T) {
 
 	pushIndex(t, repo, "v1", idx)
 	for range 2 { // publishing twice adds nothing
-		if err := WriteRemote(context.Background(), repo, back, nil); err != nil {
+		if err := WriteRemote(context.Background(), repo, back, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

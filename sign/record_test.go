@@ -41,7 +41,7 @@ func TestRecordConfirmsWithHeads(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := WriteRemote(context.Background(), repo, sigs, rec); err != nil {
+				if err := WriteRemote(context.Background(), repo, sigs, rec, http.DefaultTransport); err != nil {
 					t.Fatalf("WriteRemote: %v", err)
 				}
 			}
@@ -115,7 +115,7 @@ func TestRecordNeedsEveryStatement(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := WriteRemote(context.Background(), repo, sigs, rec); err != nil {
+		if err := WriteRemote(context.Background(), repo, sigs, rec, http.DefaultTransport); err != nil {
 			t.Fatal(err)
 		}
 		ann := map[string]any{"run": v}

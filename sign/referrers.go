@@ -2,6 +2,7 @@ package sign
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,7 +93,11 @@ func (r *referrerImage) image() (v1.Image, error) { return partial.CompressedToI
 // entry other tools put there (go-containerregistry would read and
 // rewrite that tag once per referrer, in sequence). writeEmpty writes
 // the referrers' empty config blob (once per WriteRemote).
-func writeBundlesRemote(repo name.Repository, s Subject, rec *Record, writeEmpty func() error, ropts []remote.Option) error {
+//
+// With aw, each referrer is its bundle blob (uploaded without asking: it
+// was just made), the empty config (written already) and its manifest:
+// three requests.
+func writeBundlesRemote(ctx context.Context, repo name.Repository, s Subject, rec *Record, writeEmpty func() error, aw *artifactWriter, ropts []remote.Option) error {
 	if len(s.Bundles) == 0 {
 		return nil
 	}
@@ -143,6 +148,18 @@ func writeBundlesRemote(repo name.Repository, s Subject, rec *Record, writeEmpty
 				return err
 			}
 			ref := repo.Digest(mh.String())
+			if aw != nil {
+				err = aw.writeImage(ctx, ref, img, func(h v1.Hash) blobState {
+					if h == emptyDigest {
+						return blobThere
+					}
+					return blobFresh
+				})
+				if err != nil {
+					return fmt.Errorf("writing %s bundle of %s: %w", bundleKind(s.Bundles[i].PredicateType), s.Digest, err)
+				}
+				return nil
+			}
 			err = remote.Write(ref, img, wopts...)
 			if err != nil && !listed.api {
 				// Without the API, go-containerregistry fails after the

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
@@ -31,10 +33,17 @@ import (
 // With rec, a tag that still names what rec says the last write left there,
 // holding these statements, is confirmed with one HEAD and not read back.
 // The images the signatures refer to must be written first. opts are passed
-// to go-containerregistry unchanged (include authentication there).
-func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, rec *Record, opts ...remote.Option) error {
+// to go-containerregistry unchanged (include authentication there). With
+// tr, repo's authenticated transport (a publish session's), what this
+// write makes is written through it with fewer requests (artifactWriter);
+// reads, and everything without tr, go through go-containerregistry.
+func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, rec *Record, tr http.RoundTripper, opts ...remote.Option) error {
 	if sigs == nil {
 		return errors.New("writing signatures: nothing to write")
+	}
+	var aw *artifactWriter
+	if tr != nil {
+		aw = newArtifactWriter(repo, tr)
 	}
 	ropts := append(slices.Clone(opts), remote.WithContext(ctx))
 	// One puller for every read (the caller's, when opts reuse one): one
@@ -49,6 +58,9 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, re
 	// registry storing one blob from several uploads at once can fail
 	// them (distribution does).
 	writeEmpty := sync.OnceValue(func() error {
+		if aw != nil {
+			return aw.putBlob(ctx, emptyDigest, emptyJSON, blobUnknown)
+		}
 		return remote.WriteLayer(repo, static.NewLayer(emptyJSON, emptyJSONMediaType), ropts...)
 	})
 	// Each subject's .sig tag, .att tag and referrers are separate
@@ -57,10 +69,10 @@ func WriteRemote(ctx context.Context, repo name.Repository, sigs *Signatures, re
 	g.SetLimit(writeParallelism)
 	for _, s := range sigs.subjects {
 		if sigs.key != nil {
-			g.Go(func() error { return writeLegacySignatures(repo, sigs, s, rec, ropts) })
-			g.Go(func() error { return writeLegacyAttestations(ctx, repo, sigs, s, rec, ropts) })
+			g.Go(func() error { return writeLegacySignatures(ctx, repo, sigs, s, rec, aw, ropts) })
+			g.Go(func() error { return writeLegacyAttestations(ctx, repo, sigs, s, rec, aw, ropts) })
 		}
-		g.Go(func() error { return writeBundlesRemote(repo, s, rec, writeEmpty, ropts) })
+		g.Go(func() error { return writeBundlesRemote(ctx, repo, s, rec, writeEmpty, aw, ropts) })
 	}
 	return g.Wait()
 }
@@ -70,7 +82,7 @@ const writeParallelism = 8
 
 // writeLegacySignatures adds one subject's cosign v2 signatures to its
 // .sig tag, unless they are there.
-func writeLegacySignatures(repo name.Repository, sigs *Signatures, s Subject, rec *Record, ropts []remote.Option) error {
+func writeLegacySignatures(ctx context.Context, repo name.Repository, sigs *Signatures, s Subject, rec *Record, aw *artifactWriter, ropts []remote.Option) error {
 	if len(s.Signatures) == 0 {
 		return nil
 	}
@@ -96,13 +108,13 @@ func writeLegacySignatures(repo name.Repository, sigs *Signatures, s Subject, re
 			return fmt.Errorf("attaching signature to %s: %w", d, err)
 		}
 	}
-	return writeSignaturesImage(tag, se.Signatures, rec, want, ropts)
+	return writeSignaturesImage(ctx, tag, se.Signatures, s.Signatures, rec, want, aw, ropts)
 }
 
 // writeLegacyAttestations puts one subject's cosign v2 attestations at its
 // .att tag, replacing the signer's earlier ones of the same predicate
 // types, unless they are there.
-func writeLegacyAttestations(ctx context.Context, repo name.Repository, sigs *Signatures, s Subject, rec *Record, ropts []remote.Option) error {
+func writeLegacyAttestations(ctx context.Context, repo name.Repository, sigs *Signatures, s Subject, rec *Record, aw *artifactWriter, ropts []remote.Option) error {
 	if len(s.Attestations) == 0 {
 		return nil
 	}
@@ -154,14 +166,16 @@ func writeLegacyAttestations(ctx context.Context, repo name.Repository, sigs *Si
 		}
 		return rec.remember(tag, h, want)
 	}
-	return writeSignaturesImage(tag, se.Attestations, rec, want, ropts)
+	return writeSignaturesImage(ctx, tag, se.Attestations, s.Attestations, rec, want, aw, ropts)
 }
 
 // writeSignaturesImage writes the signatures image made by get (the tag's
 // current one with ours merged in) to tag, as cosign's WriteSignatures and
 // WriteAttestations do, and records its digest. get is called once: on a
-// remote entity each call reads the tag again.
-func writeSignaturesImage(tag name.Tag, get func() (oci.Signatures, error), rec *Record, holds []string, ropts []remote.Option) error {
+// remote entity each call reads the tag again. With aw, the config and
+// the layers of ours (just made) are uploaded without asking; the others
+// (other signers', already there) are each checked with a HEAD.
+func writeSignaturesImage(ctx context.Context, tag name.Tag, get func() (oci.Signatures, error), ours []oci.Signature, rec *Record, holds []string, aw *artifactWriter, ropts []remote.Option) error {
 	img, err := get()
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", tag, err)
@@ -170,8 +184,32 @@ func writeSignaturesImage(tag name.Tag, get func() (oci.Signatures, error), rec 
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", tag, err)
 	}
-	if err := remote.Write(tag, img, ropts...); err != nil {
-		return fmt.Errorf("writing %s: %w", tag, err)
+	if aw != nil {
+		// What go-containerregistry asks before a tag's PUT: a merge
+		// that added nothing (same signer, same payload) writes nothing.
+		if desc, herr := remote.Head(tag, ropts...); herr == nil && desc.Digest == h {
+			return rec.remember(tag, h, holds)
+		}
+		fresh := map[v1.Hash]bool{}
+		if cd, err := img.ConfigName(); err == nil {
+			fresh[cd] = true
+		}
+		for _, o := range ours {
+			if d, err := o.Digest(); err == nil {
+				fresh[d] = true
+			}
+		}
+		err = aw.writeImage(ctx, tag, img, func(h v1.Hash) blobState {
+			if fresh[h] {
+				return blobFresh
+			}
+			return blobUnknown
+		})
+	} else if err = remote.Write(tag, img, ropts...); err != nil {
+		err = fmt.Errorf("writing %s: %w", tag, err)
+	}
+	if err != nil {
+		return err
 	}
 	return rec.remember(tag, h, holds)
 }

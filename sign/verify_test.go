@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -304,7 +305,7 @@ func TestSecretsStayOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteRemote(context.Background(), repo, sigs, nil); err != nil {
+	if err := WriteRemote(context.Background(), repo, sigs, nil, http.DefaultTransport); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Verify(context.Background(), repo.Tag("v1"), Policy{Keys: []*PublicKey{pk}, MaxSeverity: scan.SeverityHigh}, WithLogger(logger))

@@ -131,6 +131,9 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 	log := g.logger()
 	jobs, err := pipeline.Plan(ctx, lc.Config, pipeline.PlanOptions{
 		ConfigDir: lc.Dir, Select: args, Environ: os.Environ(), Insecure: insecureFunc(lc.Config, f.insecure), Logger: log,
+		// Checked beside the builds: a wrong main: is still a config
+		// error (exit 2) and nothing is written.
+		DeferMainCheck: true,
 	})
 	if err != nil {
 		return lc.withFile(err)
@@ -231,6 +234,7 @@ func runBuild(ctx context.Context, g *globalFlags, f *buildFlags, lc *loadedConf
 		OnReport:          onReport,
 		Jobs:              lc.Jobs,
 	})
+	err = lc.withFile(err)
 	if archive != nil && res != nil && slices.ContainsFunc(res.Targets, func(t pipeline.TargetResult) bool { return t.Pushed }) {
 		// The archive holds what was written: every target, or with
 		// on_failure: continue those that passed. Until here nothing is

@@ -367,7 +367,7 @@ and signing.`,
 			if err != nil {
 				return err
 			}
-			if err := sign.WriteRemote(ctx, d.Context(), sigs, rec, ropts...); err != nil {
+			if err := sign.WriteRemote(ctx, d.Context(), sigs, rec, nil, ropts...); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), d.String())

@@ -84,7 +84,7 @@ func pushSigned(t *testing.T, host, repo, key string, scanned time.Time) name.Di
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sign.WriteRemote(ctx, r, sigs, nil); err != nil {
+	if err := sign.WriteRemote(ctx, r, sigs, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	return r.Digest(h.String())

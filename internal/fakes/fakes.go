@@ -6,6 +6,7 @@ package fakes
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -126,7 +127,7 @@ type Signatures struct {
 func (s *Signatures) Refs() []string { return []string{s.target + ":" + s.digest.String() + ".sig"} }
 
 // WriteRemote implements pipeline.Signatures.
-func (s *Signatures) WriteRemote(context.Context, name.Repository, ...remote.Option) error {
+func (s *Signatures) WriteRemote(context.Context, name.Repository, http.RoundTripper, ...remote.Option) error {
 	s.log.add("signatures " + s.target)
 	return nil
 }
@@ -176,7 +177,7 @@ func (d *Destination) WriteImage(_ context.Context, j pipeline.Job, res *build.R
 
 // WriteSignatures implements pipeline.Destination.
 func (d *Destination) WriteSignatures(ctx context.Context, j pipeline.Job, _ *build.Result, s pipeline.Signatures) error {
-	return s.WriteRemote(ctx, j.Repository)
+	return s.WriteRemote(ctx, j.Repository, nil)
 }
 
 // Tag implements pipeline.Destination.

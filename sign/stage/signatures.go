@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"net/http"
 	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -38,8 +39,8 @@ func (s *Signatures) Refs() []string {
 }
 
 // WriteRemote implements pipeline.Signatures.
-func (s *Signatures) WriteRemote(ctx context.Context, repo name.Repository, opts ...remote.Option) error {
-	return sign.WriteRemote(ctx, repo, s.sigs, s.record, append(slices.Clone(s.ropts), opts...)...)
+func (s *Signatures) WriteRemote(ctx context.Context, repo name.Repository, tr http.RoundTripper, opts ...remote.Option) error {
+	return sign.WriteRemote(ctx, repo, s.sigs, s.record, tr, append(slices.Clone(s.ropts), opts...)...)
 }
 
 // WriteLayout implements pipeline.Signatures.
