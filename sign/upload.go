@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"io"
+	"net/http"
 	"net/url"
 
 	"github.com/google/go-containerregistry/pkg/name"
