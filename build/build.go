@@ -64,6 +64,9 @@ type Target struct {
 
 	// listed is CheckMain's go list output, for the binary cache key.
 	listed *listing
+	// vcs is the checkout's state as -buildvcs stamps it (vcsState),
+	// asked of git once per Build for all its platforms.
+	vcs func() string
 }
 
 // ImageConfig is the runtime configuration and metadata of an image.

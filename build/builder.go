@@ -175,6 +175,7 @@ func (g *GoBuilder) Build(ctx context.Context, t Target) (*Result, error) {
 	defer os.RemoveAll(tmp)
 
 	eg, ectx := errgroup.WithContext(ctx)
+	t.vcs = sync.OnceValue(func() string { return vcsState(ectx, t.Dir) })
 	// What the platforms share and only the assembly needs: the base, and
 	// the layers that depend on it (CA bundle and runtime files on scratch,
 	// the media type of the static files layer).

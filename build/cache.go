@@ -81,7 +81,11 @@ func (c *binaryCache) key(ctx context.Context, gobin string, t Target, p v1.Plat
 	}
 	// -buildvcs stamps the revision, commit time and modified flag of the
 	// enclosing repository into the binary.
-	fmt.Fprintf(h, "%s\x00", vcsState(ctx, t.Dir))
+	vcs := t.vcs
+	if vcs == nil {
+		vcs = func() string { return vcsState(ctx, t.Dir) }
+	}
+	fmt.Fprintf(h, "%s\x00", vcs())
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
