@@ -48,6 +48,18 @@ func localTarget(t *testing.T, dir string) Target {
 	return Target{Name: "app", Dir: dir, Main: ".", Platforms: []v1.Platform{p}, Base: base, Created: time.Unix(1700000000, 0)}
 }
 
+// firstPlatformEnv is tg's first platform and the go build environment
+// for it, as CheckMain makes them.
+func firstPlatformEnv(t *testing.T, tg Target) (v1.Platform, []string) {
+	t.Helper()
+	p := tg.Platforms[0]
+	penv, err := platformEnv(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, buildEnv(os.Environ(), penv, tg.Env, tg.SecretEnv)
+}
+
 // Issue 9 item 11: the binary cache key covers every file the build reads,
 // not only the regular files under the module directory: a file reached
 // through a symlink, and a go.work in a parent directory with the modules
@@ -205,12 +217,7 @@ func TestCheckMain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := tg.Platforms[0]
-	penv, err := platformEnv(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := buildEnv(os.Environ(), penv, tg.Env, tg.SecretEnv)
+	p, env := firstPlatformEnv(t, tg)
 	if tg.listed == nil || tg.listed.key != listingKey(gobin, tg, env) {
 		t.Fatal("CheckMain left no listing for the first platform's key")
 	}
@@ -331,12 +338,7 @@ func TestCheckMainBesideKeySharesGoList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := tg.Platforms[0]
-		penv, err := platformEnv(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		env := buildEnv(os.Environ(), penv, tg.Env, tg.SecretEnv)
+		p, env := firstPlatformEnv(t, tg)
 		keyDone := make(chan error, 1)
 		build := tg // the build's copy, made before the check ran
 		go func() {

@@ -14,6 +14,9 @@ import (
 	"github.com/slipway-build/slipway/internal/testutil"
 )
 
+// WriteModule is writeModule, for the external tests.
+var WriteModule = writeModule
+
 // writeModule writes a module example.com/m in dir with a package main at
 // ./cmd/app and a library at ./lib.
 func writeModule(t *testing.T, dir string) {

@@ -376,19 +376,7 @@ func (b *blockingBuilder) Build(ctx context.Context, t build.Target) (*build.Res
 // written.
 func TestRunChecksMainBesideBuilds(t *testing.T) {
 	dir := t.TempDir()
-	for name, content := range map[string]string{
-		"go.mod":          "module example.com/m\n\ngo 1.26\n",
-		"cmd/app/main.go": "package main\n\nfunc main() {}\n",
-		"lib/lib.go":      "package lib\n\nfunc F() int { return 1 }\n",
-	} {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pipeline.WriteModule(t, dir)
 	planned := func(cfg string) []pipeline.Job {
 		t.Helper()
 		c, err := pipeline.DecodeStrict("f.yaml", []byte(cfg))
