@@ -120,6 +120,7 @@ func writeBundlesRemote(ctx context.Context, repo name.Repository, s Subject, re
 		return err
 	}
 	var todo []v1.Image
+	var kinds []string // bundleKind of each of todo, for errors
 	for _, b := range s.Bundles {
 		if slices.ContainsFunc(listed.descs, func(desc v1.Descriptor) bool { return sameBundle(desc, b) }) {
 			continue
@@ -133,6 +134,7 @@ func writeBundlesRemote(ctx context.Context, repo name.Repository, s Subject, re
 			return err
 		}
 		todo = append(todo, img)
+		kinds = append(kinds, bundleKind(b.PredicateType))
 	}
 	if len(todo) > 0 {
 		if err := writeEmpty(); err != nil {
@@ -155,13 +157,7 @@ func writeBundlesRemote(ctx context.Context, repo name.Repository, s Subject, re
 					}
 					return blobFresh
 				})
-				if err != nil {
-					return fmt.Errorf("writing %s bundle of %s: %w", bundleKind(s.Bundles[i].PredicateType), s.Digest, err)
-				}
-				return nil
-			}
-			err = remote.Write(ref, img, wopts...)
-			if err != nil && !listed.api {
+			} else if err = remote.Write(ref, img, wopts...); err != nil && !listed.api {
 				// Without the API, go-containerregistry fails after the
 				// manifest PUT (its tag fallback is off: the tag is
 				// written below). The referrer is there if HEAD finds it.
@@ -170,7 +166,7 @@ func writeBundlesRemote(ctx context.Context, repo name.Repository, s Subject, re
 				}
 			}
 			if err != nil {
-				return fmt.Errorf("writing %s bundle of %s: %w", bundleKind(s.Bundles[i].PredicateType), s.Digest, err)
+				return fmt.Errorf("writing %s bundle of %s: %w", kinds[i], s.Digest, err)
 			}
 			return nil
 		})
