@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/slipway-build/slipway/build"
 	"github.com/slipway-build/slipway/publish"
 )
@@ -45,18 +46,24 @@ func (d *RegistryDestination) GateManifests(ctx context.Context, wait func(conte
 
 // WriteSignatures implements Destination.
 func (d *RegistryDestination) WriteSignatures(ctx context.Context, j Job, _ *build.Result, s Signatures) error {
-	opts, err := d.Registry.RepositoryOptions(ctx, j.Repository)
-	if err != nil {
-		return err
-	}
-	tr, err := d.Registry.RepositoryTransport(ctx, j.Repository)
-	if err != nil {
-		return err
-	}
-	if err := s.WriteRemote(ctx, j.Repository, tr, opts...); err != nil {
+	if err := writeSignaturesTo(ctx, d.Registry, j.Repository, s); err != nil {
 		return fmt.Errorf("writing signatures: %w", err)
 	}
 	return nil
+}
+
+// writeSignaturesTo writes s to repo in reg's session with it: its remote
+// options, and its transport for what the signatures write.
+func writeSignaturesTo(ctx context.Context, reg *publish.Registry, repo name.Repository, s Signatures) error {
+	opts, err := reg.RepositoryOptions(ctx, repo)
+	if err != nil {
+		return err
+	}
+	tr, err := reg.RepositoryTransport(ctx, repo)
+	if err != nil {
+		return err
+	}
+	return s.WriteRemote(ctx, repo, tr, opts...)
 }
 
 // Tag implements Destination.

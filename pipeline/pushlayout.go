@@ -62,15 +62,7 @@ func PushLayout(ctx context.Context, l *publish.Layout, reg *publish.Registry, r
 				return res, fmt.Errorf("reading signatures of %s: %w", e.Target, err)
 			}
 			if s != nil {
-				opts, err := reg.RepositoryOptions(ctx, repo)
-				if err != nil {
-					return res, fmt.Errorf("pushing signatures of %s: %w", e.Target, err)
-				}
-				rt, err := reg.RepositoryTransport(ctx, repo)
-				if err != nil {
-					return res, fmt.Errorf("pushing signatures of %s: %w", e.Target, err)
-				}
-				if err := s.WriteRemote(ctx, repo, rt, opts...); err != nil {
+				if err := writeSignaturesTo(ctx, reg, repo, s); err != nil {
 					return res, fmt.Errorf("pushing signatures of %s: %w", e.Target, err)
 				}
 				tr.Signatures = s.Refs()

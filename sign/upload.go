@@ -137,7 +137,8 @@ func (w *artifactWriter) exists(ctx context.Context, h v1.Hash) (bool, error) {
 
 // uploadBlob uploads b, whose digest is h, with one POST and one PUT.
 func (w *artifactWriter) uploadBlob(ctx context.Context, h v1.Hash, b []byte) error {
-	resp, err := w.do(ctx, http.MethodPost, w.url("blobs/uploads/"), nil, nil, http.StatusAccepted)
+	post := w.url("blobs/uploads/")
+	resp, err := w.do(ctx, http.MethodPost, post, nil, nil, http.StatusAccepted)
 	if err != nil {
 		return fmt.Errorf("uploading blob %s: %w", h, err)
 	}
@@ -146,7 +147,6 @@ func (w *artifactWriter) uploadBlob(ctx context.Context, h v1.Hash, b []byte) er
 	if loc == "" {
 		return fmt.Errorf("uploading blob %s: the registry gave no upload location", h)
 	}
-	post := w.url("blobs/uploads/")
 	if resp.Request != nil {
 		post = resp.Request.URL // where the POST went, after redirects
 	}
