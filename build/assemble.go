@@ -276,14 +276,27 @@ func assembleIndex(t Target, imgs []PlatformImage, oci bool) (v1.ImageIndex, err
 	return idx, nil
 }
 
-// AssembleIndex puts platform images built elsewhere (the shards of a
-// merge) into t's index exactly as Build does: imgs in the order of
-// t.Platforms, t.Base set (its Ref and Digest are annotated), OCI or Docker
-// media types as the base's. The same images and target give the same
-// digest as a Build of every platform on one machine.
-func AssembleIndex(t Target, imgs []PlatformImage) (v1.ImageIndex, error) {
+// Assemble puts t's platform images into its index and describes the
+// result: Build's last step, and a merge's, whose images were built
+// elsewhere (the shards of run --from). imgs are in the order of
+// t.Platforms and t.Base is set (its Ref and Digest are annotated; OCI or
+// Docker media types as the base's), so the same images and target give
+// the same digest as a Build of every platform on one machine.
+func Assemble(t Target, imgs []PlatformImage) (*Result, error) {
 	if t.Base == nil {
 		return nil, fmt.Errorf("target %s: no base image", t.Name)
 	}
-	return assembleIndex(t, imgs, t.Base.OCI())
+	idx, err := assembleIndex(t, imgs, t.Base.OCI())
+	if err != nil {
+		return nil, fmt.Errorf("assembling index: %w", err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("computing index digest: %w", err)
+	}
+	res := &Result{Target: t.Name, Index: idx, Digest: d, Images: imgs, Base: BaseInfo{Name: t.Base.Name}}
+	if !t.Base.IsScratch() {
+		res.Base.Digest = t.Base.Digest.String()
+	}
+	return res, nil
 }

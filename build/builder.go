@@ -246,19 +246,7 @@ func (g *GoBuilder) Build(ctx context.Context, t Target) (*Result, error) {
 		return nil, err
 	}
 	t.Base = sh.base
-	idx, err := assembleIndex(t, images, t.Base.OCI())
-	if err != nil {
-		return nil, fmt.Errorf("assembling index: %w", err)
-	}
-	d, err := idx.Digest()
-	if err != nil {
-		return nil, fmt.Errorf("computing index digest: %w", err)
-	}
-	res := &Result{Target: t.Name, Index: idx, Digest: d, Images: images, Base: BaseInfo{Name: t.Base.Name}}
-	if !t.Base.IsScratch() {
-		res.Base.Digest = t.Base.Digest.String()
-	}
-	return res, nil
+	return Assemble(t, images)
 }
 
 // compiled is one platform's binary.

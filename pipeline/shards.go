@@ -420,7 +420,7 @@ func (s *Shards) ResolveBase(_ context.Context, ref string) (*build.Base, error)
 }
 
 // Build implements build.Builder: t's index assembled from the shards'
-// platform images (build.AssembleIndex, in the order of t.Platforms, on the
+// platform images (build.Assemble, in the order of t.Platforms, on the
 // recorded base), each image's blobs checked against their digests. It
 // fails, naming the shard, unless every shard's own index of t carries the
 // annotations the merged one has (created time, revision, source, base…).
@@ -462,19 +462,15 @@ func (s *Shards) Build(ctx context.Context, t build.Target) (*build.Result, erro
 	}
 	tb := t
 	tb.Base = base
-	idx, err := build.AssembleIndex(tb, imgs)
-	if err != nil {
-		return nil, fmt.Errorf("assembling index: %w", err)
-	}
-	d, err := idx.Digest()
-	if err != nil {
-		return nil, fmt.Errorf("computing index digest: %w", err)
-	}
-	mt, err := idx.MediaType()
+	res, err := build.Assemble(tb, imgs)
 	if err != nil {
 		return nil, err
 	}
-	merged, err := idx.IndexManifest()
+	mt, err := res.Index.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	merged, err := res.Index.IndexManifest()
 	if err != nil {
 		return nil, err
 	}
@@ -490,10 +486,6 @@ func (s *Shards) Build(ctx context.Context, t build.Target) (*build.Result, erro
 		if k, ok := firstDifference(merged.Annotations, im.Annotations); ok {
 			return nil, fmt.Errorf("shard %s: index of %s has annotation %s = %q, the merge %q (built from another source, config or SOURCE_DATE_EPOCH)", name, t.Name, k, im.Annotations[k], merged.Annotations[k])
 		}
-	}
-	res := &build.Result{Target: t.Name, Index: idx, Digest: d, Images: imgs, Base: build.BaseInfo{Name: base.Name}}
-	if !base.IsScratch() {
-		res.Base.Digest = base.Digest.String()
 	}
 	return res, nil
 }

@@ -48,15 +48,7 @@ func (b *platformBuilder) Build(ctx context.Context, t build.Target) (*build.Res
 		pis = append(pis, build.PlatformImage{Platform: p, Image: img, Digest: d, BinarySize: 7})
 	}
 	t.Base = base
-	idx, err := build.AssembleIndex(t, pis)
-	if err != nil {
-		return nil, err
-	}
-	d, err := idx.Digest()
-	if err != nil {
-		return nil, err
-	}
-	return &build.Result{Target: t.Name, Index: idx, Digest: d, Images: pis, Base: build.BaseInfo{Name: base.Name}}, nil
+	return build.Assemble(t, pis)
 }
 
 var (
