@@ -126,24 +126,32 @@ func (r *shardRecorder) Tag(ctx context.Context, j Job, b *build.Result) error {
 	if err := r.Destination.Tag(ctx, j, b); err != nil {
 		return err
 	}
+	if err := r.record(j, b); err != nil {
+		return fmt.Errorf("recording shard of %s: %w", j.Target.Name, err)
+	}
+	return nil
+}
+
+// record puts j's ShardRecord on every entry of its target.
+func (r *shardRecorder) record(j Job, b *build.Result) error {
 	rec, err := newShardRecord(r.id, j, b)
 	if err != nil {
-		return fmt.Errorf("recording shard of %s: %w", j.Target.Name, err)
+		return err
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("recording shard of %s: %w", j.Target.Name, err)
+		return err
 	}
 	r.layout.mu.Lock()
 	defer r.layout.mu.Unlock()
 	p := r.layout.Layout.Path()
 	root, err := p.ImageIndex()
 	if err != nil {
-		return fmt.Errorf("recording shard of %s: %w", j.Target.Name, err)
+		return err
 	}
 	im, err := root.IndexManifest()
 	if err != nil {
-		return fmt.Errorf("recording shard of %s: %w", j.Target.Name, err)
+		return err
 	}
 	mine := func(d v1.Descriptor) bool {
 		return d.Annotations[publish.AnnotationTarget] == j.Target.Name && d.Annotations[publish.AnnotationKind] == publish.KindImage
@@ -157,11 +165,11 @@ func (r *shardRecorder) Tag(ctx context.Context, j Job, b *build.Result) error {
 		}
 	}
 	if err := p.RemoveDescriptors(mine); err != nil {
-		return fmt.Errorf("recording shard of %s: %w", j.Target.Name, err)
+		return err
 	}
 	for _, d := range entries {
 		if err := p.AppendDescriptor(d); err != nil {
-			return fmt.Errorf("recording shard of %s: %w", j.Target.Name, err)
+			return err
 		}
 	}
 	return nil
