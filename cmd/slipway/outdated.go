@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -224,7 +225,7 @@ func printOutdated(w io.Writer, res *pipeline.OutdatedResults) {
 		if built == "" {
 			built = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Target, status, t.Base.Name, built, orDefault(now, "-"), orDefault(t.Image, t.ImageRef))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Target, status, t.Base.Name, built, cmp.Or(now, "-"), cmp.Or(t.Image, t.ImageRef))
 	}
 	tw.Flush()
 	for _, t := range res.Targets {
@@ -261,7 +262,7 @@ func printOutdated(w io.Writer, res *pipeline.OutdatedResults) {
 				if f.Suppressed {
 					sev = "(" + sev + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fix, sev, f.ID, f.PkgName, f.InstalledVersion, orDefault(fixed, "-"), strings.Join(f.Platforms, ","))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fix, sev, f.ID, f.PkgName, f.InstalledVersion, cmp.Or(fixed, "-"), strings.Join(f.Platforms, ","))
 			}
 			tw.Flush()
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -121,7 +122,7 @@ writes an SBOM of the image instead of a findings report (no signing needed).`,
 			gerr := scan.Gate(rep, policy)
 			reports := lc.Scan.Reports
 			if f.format != "" || f.output != "" {
-				reports = append(reports, pipeline.ReportConfig{Format: orDefault(f.format, "json"), Output: orDefault(f.output, "-")})
+				reports = append(reports, pipeline.ReportConfig{Format: cmp.Or(f.format, "json"), Output: cmp.Or(f.output, "-")})
 			}
 			if err := writeReports(rep, reports, "", g.humanOut(), cmd.OutOrStdout()); err != nil {
 				return err
@@ -135,13 +136,6 @@ writes an SBOM of the image instead of a findings report (no signing needed).`,
 	fl.StringVar(&f.format, "format", "", "report format: json, sarif, table, or an SBOM of the image: spdx-json, cyclonedx (default json when --output is set)")
 	fl.StringVarP(&f.output, "output", "o", "", "report file (- for stdout)")
 	return cmd
-}
-
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
 }
 
 // newScanner makes the Trivy scanner from the scan config.
